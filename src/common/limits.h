@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Every limit on a user-controllable size or count, with the reason and a hard ceiling.
+ * Change a value here, nowhere else (docs/design/limits.md lists them for users).
+ */
+#pragma once
+
+/* HTTP */
+#define SBX_MAX_HEADER_BYTES (16 * 1024)           /* MHD per-connection pool: request line + headers */
+#define SBX_MAX_JSON_BODY (1024 * 1024)            /* JSON request bodies; exec stdin travels here too */
+#define SBX_MAX_CONNECTIONS 10000                  /* below RLIMIT_NOFILE hard (20000) on these hosts */
+#define SBX_HTTP_CONNECTION_TIMEOUT_S 300          /* idle keep-alive connections are closed after this */
+#define SBX_MAX_URL_BYTES 2048
+#define SBX_MAX_PATH_PARAMS 4
+
+/* Sandbox spec */
+#define SBX_MAX_NAME 128                           /* sandbox name, bytes */
+#define SBX_MAX_TEMPLATE_NAME 64
+#define SBX_MAX_ENV 256                            /* env entries per sandbox / exec */
+#define SBX_MAX_ENV_KEY 256
+#define SBX_MAX_ENV_VALUE (32 * 1024)
+#define SBX_MAX_METADATA 64                        /* metadata pairs */
+#define SBX_MAX_METADATA_KEY 128
+#define SBX_MAX_METADATA_VALUE 1024
+#define SBX_MAX_ARGV 4096                          /* argv entries per exec */
+#define SBX_MAX_ARG_BYTES (256 * 1024)             /* total argv+env bytes per exec (kernel ARG_MAX is 2 MiB) */
+#define SBX_MAX_CWD 4096
+
+/* Resources: defaults and ceilings */
+#define SBX_DEFAULT_MEMORY (512ULL << 20)          /* bytes */
+#define SBX_MIN_MEMORY (8ULL << 20)
+#define SBX_MAX_MEMORY (64ULL << 30)
+#define SBX_DEFAULT_PIDS 512
+#define SBX_MAX_PIDS 65536
+#define SBX_DEFAULT_CPU 1.0                        /* cores */
+#define SBX_MAX_CPU 256.0
+#define SBX_MAX_LIFETIME_S (30 * 24 * 3600)        /* timeout.lifetime ceiling */
+
+/* Exec */
+#define SBX_MAX_EXEC_OUTPUT (1024 * 1024)          /* per stream kept in a buffered exec response */
+#define SBX_DEFAULT_EXEC_TIMEOUT_S 60
+#define SBX_MAX_EXEC_TIMEOUT_S (24 * 3600)
+#define SBX_MAX_EXECS_PER_SANDBOX 256              /* concurrent execs in flight per sandbox */
+
+/* Daemon */
+#define SBX_MAX_SANDBOXES 10000                    /* live (not deleted) sandboxes per daemon */
+#define SBX_MAX_LIST_LIMIT 1000                    /* page size of GET /v1/sandboxes */
+#define SBX_DEFAULT_LIST_LIMIT 100
+
+/* sbx-init control channel */
+#define SBX_INIT_MAX_MSG (SBX_MAX_ARG_BYTES + 8192) /* one seqpacket message */
+#define SBX_INIT_MAX_PROCS 1024                    /* tracked processes per sandbox */
+#define SBX_INIT_MAX_CONNS 8                       /* control connections per sbx-init */
+
+/* User namespaces: every sandbox gets 65536 ids starting at SBX_UID_BASE + slot * 65536 */
+#define SBX_UID_BASE (1U << 20)
+#define SBX_UID_RANGE 65536U
+#define SBX_MAX_UID_SLOTS 65000U

@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Small pure helpers: ids, time, strings, UTF-8. No logging, no daemon knowledge. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SBX_ID_RANDOM_CHARS 20 /* base32 chars after the prefix: 100 bits */
+#define SBX_ID_MAX 32
+
+/* Fill buf with prefix + 20 random base32 chars ("sbx_" + ...). Returns 0 or -errno. */
+int sbx_id_new(const char *prefix, char *buf, size_t size);
+/* True if s is prefix followed by exactly the random part in [a-z2-7]. */
+bool sbx_id_valid(const char *prefix, const char *s);
+
+/* Random bytes from getrandom(2). Returns 0 or -errno. */
+int sbx_random_bytes(void *buf, size_t n);
+
+uint64_t now_usec(void);     /* CLOCK_MONOTONIC */
+uint64_t now_realtime_ms(void);
+/* RFC 3339 UTC with milliseconds: "2026-11-22T01:02:03.456Z". buf >= 32 bytes. */
+void format_rfc3339_ms(uint64_t unix_ms, char *buf, size_t size);
+
+/*
+ * Copy len bytes of src into dst as valid UTF-8, replacing every invalid sequence with U+FFFD.
+ * dst must hold 3 * len bytes. Returns the number of bytes written.
+ */
+size_t utf8_sanitize(const char *src, size_t len, char *dst);
+bool utf8_valid(const char *s, size_t len);
+
+/* Parse a non-negative decimal integer that fits in uint64 (no sign, no spaces). */
+int parse_u64(const char *s, uint64_t *ret);
+
+/* Write all of buf to fd, retrying on EINTR. Returns 0 or -errno. */
+int write_all(int fd, const void *buf, size_t len);
+/* Write a string to a (sysfs/cgroupfs/procfs) file. Returns 0 or -errno. */
+int write_file_at(int dirfd, const char *path, const char *s);
+/* Read up to size-1 bytes of a small file and NUL-terminate. Returns bytes read or -errno. */
+int read_file_at(int dirfd, const char *path, char *buf, size_t size);

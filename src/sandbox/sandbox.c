@@ -1,0 +1,380 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Parent side of a sandbox launch (see sandbox.h) and the per-sandbox directories.
+ * Blocking; runs on a worker thread of the daemon. No logging.
+ */
+#include "sandbox.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/mount.h>
+#include <linux/sched.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "child-internal.h"
+#include "common/cleanup.h"
+#include "common/limits.h"
+#include "common/util.h"
+#include "init-proto.h"
+
+#define LAUNCH_TIMEOUT_MS 10000
+
+static int write_id_maps(pid_t pid, uid_t base, struct sbx_err *err)
+{
+        char path[64], map[64];
+        int r;
+
+        snprintf(map, sizeof map, "0 %u %u\n", (unsigned)base, SBX_UID_RANGE);
+        snprintf(path, sizeof path, "/proc/%d/uid_map", (int)pid);
+        r = write_file_at(AT_FDCWD, path, map);
+        if (r < 0)
+                return sbx_err_set(err, r, "cannot write uid map of pid %d: %s", (int)pid, strerror(-r));
+        snprintf(path, sizeof path, "/proc/%d/gid_map", (int)pid);
+        r = write_file_at(AT_FDCWD, path, map);
+        if (r < 0)
+                return sbx_err_set(err, r, "cannot write gid map of pid %d: %s", (int)pid, strerror(-r));
+        return 0;
+}
+
+/* A detached, idmapped, read-only copy of the tree at path. */
+static int idmapped_tree(const char *path, int userns_fd, bool recursive, int *ret_fd, struct sbx_err *err)
+{
+        struct mount_attr attr = {
+                .attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                .userns_fd = (uint64_t)userns_fd,
+        };
+        _cleanup_close_ int fd = -EBADF;
+
+        fd = (int)syscall(SYS_open_tree, AT_FDCWD, path,
+                          OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive ? AT_RECURSIVE : 0));
+        if (fd < 0)
+                return sbx_err_set(err, -errno, "cannot clone mount tree '%s': %m", path);
+        if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0), &attr, sizeof attr) < 0)
+                return sbx_err_set(err, -errno, "cannot idmap '%s': %m", path);
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+static int send_go(int sock)
+{
+        struct child_msg m = { .type = CHILD_MSG_GO };
+
+        return send(sock, &m, sizeof m, MSG_NOSIGNAL) < 0 ? -errno : 0;
+}
+
+/* Staging mount points inside the sandbox dir: "lower", "bind0".."bind3". */
+static void stage_name(size_t i, char *buf, size_t size)
+{
+        if (i == 0)
+                snprintf(buf, size, "lower");
+        else
+                snprintf(buf, size, "bind%u", (unsigned)((i - 1) % 10));
+}
+
+/* Detach the staged mounts from sbxd's mount namespace (the sandbox has its own copies by now). */
+static void unstage(int dir_fd, size_t n)
+{
+        char name[16];
+
+        for (size_t i = 0; i < n; i++) {
+                stage_name(i, name, sizeof name);
+                _cleanup_close_ int fd = openat(dir_fd, name, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+                char proc[64];
+                if (fd < 0)
+                        continue;
+                snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+                (void)umount2(proc, MNT_DETACH);
+        }
+}
+
+/* Receive one launch message; ret_len = its size. -ETIMEDOUT, or 0 with *ret_len 0 on EOF. */
+static int recv_launch_msg(int sock, uint64_t deadline, struct child_msg *m, size_t *ret_len)
+{
+        for (;;) {
+                uint64_t now = now_usec();
+                int timeout = now >= deadline ? 0 : (int)((deadline - now) / 1000) + 1;
+                struct pollfd p = { .fd = sock, .events = POLLIN };
+                int r = poll(&p, 1, timeout);
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r < 0)
+                        return -errno;
+                if (r == 0)
+                        return -ETIMEDOUT;
+                ssize_t n = recv(sock, m, sizeof *m, 0);
+                if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                        continue;
+                if (n < 0)
+                        return -errno;
+                *ret_len = (size_t)n;
+                return 0;
+        }
+}
+
+static void kill_and_reap(pid_t pid)
+{
+        if (pid <= 0)
+                return;
+        (void)kill(pid, SIGKILL);
+        while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
+                ;
+}
+
+int sandbox_launch(const struct sandbox_launch *l, struct sandbox_proc *ret, struct sbx_err *err)
+{
+        _cleanup_close_ int sock_parent = -EBADF, sock_child = -EBADF, dir_fd = -EBADF, userns_fd = -EBADF;
+        _cleanup_close_ int pidfd = -EBADF, dir_fd_rw = -EBADF;
+        int mfds[SBX_SANDBOX_MAX_BINDS + 1];
+        size_t n_mfds = 0, n_staged = 0;
+        struct child_args args = { .l = l };
+        struct clone_args ca = { .flags = CLONE_NEWUSER, .exit_signal = SIGCHLD };
+        pid_t outer = -1, init_pid = -1;
+        uint64_t deadline = now_usec() + LAUNCH_TIMEOUT_MS * 1000ULL;
+        struct child_msg m;
+        size_t len;
+        char path[64];
+        int r, sv[2];
+
+        for (size_t i = 0; i < ELEMENTSOF(mfds); i++)
+                mfds[i] = -EBADF;
+        if (l->n_binds > SBX_SANDBOX_MAX_BINDS)
+                return sbx_err_set(err, -E2BIG, "too many binds");
+
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+                return sbx_err_set(err, -errno, "cannot create launch socket: %m");
+        sock_parent = sv[0];
+        sock_child = sv[1];
+        dir_fd = open(l->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (dir_fd < 0)
+                return sbx_err_set(err, -errno, "cannot open sandbox dir '%s': %m", l->dir);
+        dir_fd_rw = open(l->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (dir_fd_rw < 0)
+                return sbx_err_set(err, -errno, "cannot open sandbox dir '%s': %m", l->dir);
+        args.sync_fd = sock_child;
+        args.dir_fd = dir_fd;
+        if ((size_t)snprintf(args.overlay_opts, sizeof args.overlay_opts,
+                             "lowerdir=lower,upperdir=upper,workdir=work,userxattr") >= sizeof args.overlay_opts)
+                return sbx_err_set(err, -ENAMETOOLONG, "overlay options too long");
+        snprintf(args.tmp_opts, sizeof args.tmp_opts, "mode=1777,size=%llu", (unsigned long long)l->tmp_size);
+
+        outer = (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
+        if (outer < 0)
+                return sbx_err_set(err, -errno, "cannot clone into a new user namespace: %m");
+        if (outer == 0)
+                child_outer(&args); /* never returns */
+        sock_child = safe_close(sock_child);
+
+        r = write_id_maps(outer, l->uid_base, err);
+        if (r < 0)
+                goto fail;
+        r = cgroup_attach(l->cg, l->cg_name, outer, err);
+        if (r < 0)
+                goto fail;
+        snprintf(path, sizeof path, "/proc/%d/ns/user", (int)outer);
+        userns_fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (userns_fd < 0) {
+                r = sbx_err_set(err, -errno, "cannot open '%s': %m", path);
+                goto fail;
+        }
+        r = idmapped_tree(l->lower, userns_fd, false, &mfds[n_mfds++], err);
+        if (r < 0)
+                goto fail;
+        for (size_t i = 0; i < l->n_binds; i++) {
+                r = idmapped_tree(l->binds[i].source, userns_fd, true, &mfds[n_mfds++], err);
+                if (r < 0)
+                        goto fail;
+        }
+        /* Attach the idmapped trees inside the sandbox dir, in sbxd's private mount namespace
+         * (daemon/main.c unshares it at start); the outer child's unshare(CLONE_NEWNS) copies them.
+         * (Kernel 6.18 refuses move_mount of a detached tree into a namespace owned by another
+         * user namespace, so they cannot simply be passed as fds.) */
+        for (size_t i = 0; i < n_mfds; i++) {
+                char name[16];
+                stage_name(i, name, sizeof name);
+                if (mkdirat(dir_fd_rw, name, 0755) < 0 && errno != EEXIST) {
+                        r = sbx_err_set(err, -errno, "cannot create staging dir '%s/%s': %m", l->dir, name);
+                        goto fail;
+                }
+                if (syscall(SYS_move_mount, mfds[i], "", dir_fd_rw, name, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+                        r = sbx_err_set(err, -errno, "cannot attach the template layer at '%s/%s': %m", l->dir, name);
+                        goto fail;
+                }
+                n_staged++;
+                mfds[i] = safe_close(mfds[i]);
+        }
+        /* sync #1: maps written, cgroups joined, mounts staged */
+        r = send_go(sock_parent);
+        if (r < 0) {
+                sbx_err_set(err, r, "cannot start the sandbox child: %s", strerror(-r));
+                goto fail;
+        }
+
+        /* sync #2: the outer child reports PID 1, or an error */
+        r = recv_launch_msg(sock_parent, deadline, &m, &len);
+        if (r == 0 && len == sizeof m && m.type == CHILD_MSG_PID && m.pid > 0)
+                init_pid = m.pid;
+        else if (r == 0 && len == sizeof m && m.type == CHILD_MSG_ERROR) {
+                r = sbx_err_set(err, -(m.error ? m.error : EIO), "sandbox setup failed at '%s': %s",
+                                child_step_to_string(m.step), strerror(m.error));
+                goto fail;
+        } else {
+                r = sbx_err_set(err, r < 0 ? r : -EPROTO, "sandbox child vanished before reporting PID 1");
+                goto fail;
+        }
+        while (waitpid(outer, NULL, 0) < 0 && errno == EINTR)
+                ;
+        outer = -1;
+        unstage(dir_fd_rw, n_staged);
+        n_staged = 0;
+        pidfd = (int)syscall(SYS_pidfd_open, init_pid, 0);
+        if (pidfd < 0) {
+                r = sbx_err_set(err, -errno, "cannot open pidfd of sandbox PID 1: %m");
+                goto fail;
+        }
+        r = cgroup_attach_init(l->cg, l->cg_name, init_pid, err);
+        if (r < 0)
+                goto fail;
+
+        /* sync #3: PID 1 built the root and sbx-init listens (ready byte), or an error */
+        r = recv_launch_msg(sock_parent, deadline, &m, &len);
+        if (r == 0 && len == 1 && ((char *)&m)[0] == SBX_INIT_READY_BYTE) {
+                ret->pid = init_pid;
+                ret->pidfd = TAKE_FD(pidfd);
+                if (proc_start_time(init_pid, &ret->start_time) < 0)
+                        ret->start_time = 0;
+                return 0;
+        }
+        if (r == 0 && len == sizeof m && m.type == CHILD_MSG_ERROR)
+                r = sbx_err_set(err, -(m.error ? m.error : EIO), "sandbox setup failed at '%s': %s",
+                                child_step_to_string(m.step), strerror(m.error));
+        else
+                r = sbx_err_set(err, r < 0 ? r : -EPROTO, "sbx-init did not become ready%s",
+                                r == -ETIMEDOUT ? " in time" : "");
+fail:
+        for (size_t i = 0; i < ELEMENTSOF(mfds); i++)
+                mfds[i] = safe_close(mfds[i]);
+        unstage(dir_fd_rw, n_staged);
+        kill_and_reap(outer);
+        kill_and_reap(init_pid);
+        return r;
+}
+
+int sandbox_dirs_prepare(const char *dir, uid_t uid, struct sbx_err *err)
+{
+        static const char *const subs[] = { "upper", "work", "lower", "merged" };
+        _cleanup_close_ int dfd = -EBADF;
+
+        if (mkdir(dir, 0711) < 0 && errno != EEXIST)
+                return sbx_err_set(err, -errno, "cannot create '%s': %m", dir);
+        dfd = open(dir, O_DIRECTORY | O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (dfd < 0)
+                return sbx_err_set(err, -errno, "cannot open '%s': %m", dir);
+        for (size_t i = 0; i < ELEMENTSOF(subs); i++) {
+                if (mkdirat(dfd, subs[i], 0755) < 0 && errno != EEXIST)
+                        return sbx_err_set(err, -errno, "cannot create '%s/%s': %m", dir, subs[i]);
+                /* the sandbox's root owns its upper and work dirs */
+                if (i < 2 && fchownat(dfd, subs[i], uid, uid, AT_SYMLINK_NOFOLLOW) < 0)
+                        return sbx_err_set(err, -errno, "cannot chown '%s/%s': %m", dir, subs[i]);
+        }
+        return 0;
+}
+
+static int remove_at(int parent, const char *name, int depth)
+{
+        _cleanup_close_ int fd = -EBADF;
+        DIR *d;
+        struct dirent *de;
+        int r = 0;
+
+        if (unlinkat(parent, name, 0) == 0 || errno == ENOENT)
+                return 0;
+        if (errno != EISDIR && errno != EPERM)
+                return -errno;
+        if (depth > 4096)
+                return -ELOOP;
+        fd = openat(parent, name, O_DIRECTORY | O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return -errno;
+        d = fdopendir(fd);
+        if (!d)
+                return -errno;
+        fd = -EBADF;
+        while ((de = readdir(d))) {
+                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                        continue;
+                int q = remove_at(dirfd(d), de->d_name, depth + 1);
+                if (q < 0 && r == 0)
+                        r = q;
+        }
+        closedir(d);
+        if (unlinkat(parent, name, AT_REMOVEDIR) < 0 && errno != ENOENT && r == 0)
+                r = -errno;
+        return r;
+}
+
+int sandbox_dirs_remove(const char *dir)
+{
+        /* a stale mount (crash mid-create) would make the removal fail or reach into it */
+        char sub[4096];
+
+        static const char *const staged[] = { "lower", "merged", "bind0", "bind1", "bind2", "bind3" };
+
+        for (size_t i = 0; i < ELEMENTSOF(staged); i++) {
+                snprintf(sub, sizeof sub, "%s/%s", dir, staged[i]);
+                (void)umount2(sub, MNT_DETACH | UMOUNT_NOFOLLOW);
+        }
+        return remove_at(AT_FDCWD, dir, 0);
+}
+
+int proc_start_time(pid_t pid, uint64_t *ret)
+{
+        char path[64], buf[1024], *p;
+        int r;
+
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+        r = read_file_at(AT_FDCWD, path, buf, sizeof buf);
+        if (r < 0)
+                return r;
+        /* comm may contain spaces and parens: fields start after the last ')' */
+        p = strrchr(buf, ')');
+        if (!p)
+                return -EINVAL;
+        p++;
+        /* field 3 is state; starttime is field 22 */
+        for (int field = 2; field < 22 && p; field++)
+                p = strchr(p + 1, ' ');
+        if (!p)
+                return -EINVAL;
+        *ret = strtoull(p + 1, NULL, 10);
+        return 0;
+}
+
+int proc_pidfd_verified(pid_t pid, uint64_t start_time, int *ret_pidfd)
+{
+        _cleanup_close_ int fd = -EBADF;
+        uint64_t st;
+        int r;
+
+        fd = (int)syscall(SYS_pidfd_open, pid, 0);
+        if (fd < 0)
+                return -errno;
+        /* the pidfd pins the pid: if the start time matches now, it is the same process */
+        r = proc_start_time(pid, &st);
+        if (r < 0)
+                return r;
+        if (start_time && st != start_time)
+                return -ESRCH;
+        *ret_pidfd = TAKE_FD(fd);
+        return 0;
+}

@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Launching a sandbox's namespaces and its PID 1 (sbx-init), and the per-sandbox directories.
+ * The isolation library knows nothing about HTTP or SQL (STYLE B8.1).
+ *
+ * sandbox_launch() runs in the daemon (parent side) and blocks for a few milliseconds: call it from a
+ * worker thread. It clones an outer child into a new user namespace, maps uid/gid 0..65535 to
+ * uid_base.., puts it into the sandbox cgroups, hands it idmapped read-only mounts of the template
+ * (open_tree + mount_setattr(MOUNT_ATTR_IDMAP)), and the outer child unshares the remaining
+ * namespaces and forks PID 1 (as sbxd's child, CLONE_PARENT), which builds the overlay root,
+ * pivots into it and executes sbx-init. Returns when sbx-init listens on its control socket.
+ */
+#pragma once
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/err.h"
+#include "sandbox/cgroup.h"
+
+#define SBX_SANDBOX_MAX_BINDS 4
+
+struct sandbox_bind {
+        const char *source;   /* host path, mounted read-only, idmapped */
+        const char *target;   /* absolute path inside the sandbox; must exist in the lower layer */
+};
+
+struct sandbox_launch {
+        const char *id;                         /* becomes the hostname */
+        const char *lower;                      /* template rootfs (host path) */
+        struct sandbox_bind binds[SBX_SANDBOX_MAX_BINDS];
+        size_t n_binds;
+        const char *dir;                        /* per-sandbox dir holding upper/, work/, lower/, merged/ */
+        uid_t uid_base;                         /* host uid of root inside */
+        int init_exe_fd;                        /* fd of the sbx-init binary (O_PATH ok) */
+        const struct cgroup_root *cg;
+        const char *cg_name;                    /* the sandbox's cgroup name (its id) */
+        uint64_t tmp_size;                      /* bytes for the /tmp tmpfs */
+};
+
+struct sandbox_proc {
+        pid_t pid;                              /* host pid of sbx-init */
+        int pidfd;                              /* owned */
+        uint64_t start_time;                    /* /proc/PID/stat starttime, to detect pid reuse */
+};
+
+/* Parent side. Fills *ret on success (caller owns ret->pidfd). On failure everything it started is
+ * killed and reaped (cgroups are the caller's to remove). */
+int sandbox_launch(const struct sandbox_launch *l, struct sandbox_proc *ret, struct sbx_err *err);
+
+/* mkdir <dir>/{upper,work,lower,merged} owned by uid (upper/work) — idempotent. */
+int sandbox_dirs_prepare(const char *dir, uid_t uid, struct sbx_err *err);
+/* rm -rf dir without following symlinks (the upper is written by the sandbox). Blocking. */
+int sandbox_dirs_remove(const char *dir);
+
+/* starttime (clock ticks since boot) of pid, from /proc/PID/stat. */
+int proc_start_time(pid_t pid, uint64_t *ret);
+/* Open a pidfd for pid and check that it is still the process that started at start_time. */
+int proc_pidfd_verified(pid_t pid, uint64_t start_time, int *ret_pidfd);
+
+/* --- internal to sandbox/ --- */
+struct child_args;
+int child_outer(void *arg); /* runs in the cloned outer child; never returns */

@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Untrusted API JSON -> validated plain structs (parse, then validate, then apply: STYLE B8.2).
+ * Pure functions: no I/O, no logging; fuzzed (fuzz/spec.c) and unit tested.
+ * Every string and count is bounded by src/common/limits.h. Errors name the field.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "common/limits.h"
+
+/* POST /v1/sandboxes body. */
+struct sandbox_spec {
+        char template_name[SBX_MAX_TEMPLATE_NAME + 1]; /* default "base"; [a-z0-9][a-z0-9._:-]* */
+        char name[SBX_MAX_NAME + 1];                   /* "" = none; [A-Za-z0-9._-], not starting with '.' or '-' */
+        char **env;                                    /* owned: n_env "KEY=VALUE" strings, keys valid POSIX names */
+        size_t n_env;
+        json_t *metadata;                              /* owned ref: object of string->string (may be empty) */
+        double cpu;                                    /* cores, default SBX_DEFAULT_CPU */
+        uint64_t memory_mib;                           /* default SBX_DEFAULT_MEMORY >> 20 */
+        uint64_t pids;                                 /* default SBX_DEFAULT_PIDS */
+        uint64_t lifetime_s;                           /* 0 = none */
+        uint64_t idle_s;                               /* 0 = none */
+};
+
+/* Parse and validate; on success *ret is filled (release with sandbox_spec_release). body may be NULL
+ * (empty body = all defaults). Unknown fields are rejected (reason unknown_field). */
+int sandbox_spec_parse(const json_t *body, struct sandbox_spec *ret, struct sbx_err *err);
+void sandbox_spec_release(struct sandbox_spec *s);
+/* Canonical JSON of the whole spec (what the store keeps and what GET returns under env/resources/timeout):
+ * {"template":..,"name":..|null,"env":{..},"metadata":{..},"resources":{"cpu":..,"memory":..,"pids":..},
+ *  "timeout":{"lifetime":..|null,"idle":..|null}}. New reference. */
+json_t *sandbox_spec_to_json(const struct sandbox_spec *s);
+
+/* POST /v1/sandboxes/{id}/exec body. */
+struct exec_spec {
+        char **argv;            /* owned, NULL-terminated; cmd form becomes {"/bin/sh","-c",cmd} */
+        size_t argc;
+        char **env;             /* owned "KEY=VALUE", n_env entries (exec-level overrides only) */
+        size_t n_env;
+        char cwd[SBX_MAX_CWD];  /* absolute, normalised, no ".." or NUL; default "/root" */
+        uint64_t timeout_s;     /* default SBX_DEFAULT_EXEC_TIMEOUT_S */
+        char *stdin_data;       /* owned, NULL = no stdin (EOF at once) */
+        size_t stdin_len;
+};
+
+int exec_spec_parse(const json_t *body, struct exec_spec *ret, struct sbx_err *err);
+void exec_spec_release(struct exec_spec *s);
+
+/* True if s is a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*, <= SBX_MAX_ENV_KEY). */
+bool env_name_valid(const char *s);

@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The persistent catalog behind one interface (a vtable, like redis ConnectionType):
+ * store-sqlite.c is the embedded default; store-pg.c comes with scale-out.
+ * The store knows nothing about namespaces or HTTP; it persists records the core hands it.
+ * All calls are synchronous; with SQLite in WAL mode and synchronous=NORMAL they take
+ * microseconds (docs/internals/store.md). Errors: -SBX_E_NOT_FOUND, -SBX_E_CONFLICT, -SBX_E_INTERNAL,
+ * and -SBX_E_INVALID for arguments the store itself checks (filter, cursor, record fields).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "common/limits.h"
+#include "common/util.h"
+
+/* Sandbox states (DESIGN §5). The string forms are the API's. */
+enum sandbox_state {
+        SANDBOX_CREATING,
+        SANDBOX_RUNNING,
+        SANDBOX_STOPPING,
+        SANDBOX_STOPPED,
+        SANDBOX_STARTING,
+        SANDBOX_FAILED,
+        SANDBOX_DELETED,
+        _SANDBOX_STATE_MAX,
+        _SANDBOX_STATE_INVALID = -22,
+};
+
+const char *sandbox_state_to_string(enum sandbox_state s);
+enum sandbox_state sandbox_state_from_string(const char *s);
+
+#define SBX_MAX_REASON 256
+#define SBX_MAX_CGROUP_NAME 256
+
+struct sandbox_record {
+        char id[SBX_ID_MAX];
+        char name[SBX_MAX_NAME + 1];          /* "" if none; unique among non-deleted */
+        char template_name[SBX_MAX_TEMPLATE_NAME + 1];
+        enum sandbox_state state;
+        char state_reason[SBX_MAX_REASON];    /* why it is failed/stopped, "" otherwise */
+        char owner[64];                       /* API key id; multi-tenancy later */
+        char project[64];
+        char *spec_json;                      /* owned: validated spec, canonical JSON (env, resources, timeout) */
+        char *metadata_json;                  /* owned: JSON object of string→string */
+        uint32_t uid_slot;                    /* uid range = SBX_UID_BASE + slot * SBX_UID_RANGE */
+        int64_t init_pid;                     /* host pid of sbx-init, 0 if none */
+        uint64_t init_start_time;             /* /proc/PID/stat field 22, to detect pid reuse */
+        char cgroup_name[SBX_MAX_CGROUP_NAME];/* path below each hierarchy root, e.g. "/x/sbx-abcd/sbx_..." */
+        uint64_t created_ms, updated_ms, started_ms, deleted_ms; /* unix ms; 0 = never */
+};
+
+/* Free the owned strings and zero the record. */
+void sandbox_record_release(struct sandbox_record *r);
+/* Deep copy into uninitialised dst (dst is not released first). Returns 0 or -ENOMEM; dst is
+ * untouched on failure. */
+int sandbox_record_copy(struct sandbox_record *dst, const struct sandbox_record *src);
+/* Release each of the n records of a (as returned by sandbox_list / sandbox_list_live) and free
+ * the array. NULL-safe. */
+void sandbox_record_array_free(struct sandbox_record *a, size_t n);
+
+struct sandbox_filter {
+        int state;                            /* enum sandbox_state, or -1 for "all but deleted" */
+        const char *meta_key[SBX_MAX_METADATA];  /* metadata key=value pairs, all must match */
+        const char *meta_value[SBX_MAX_METADATA];
+        size_t n_meta;
+        const char *after_id;                 /* cursor: ids ordered by (created_ms, id); NULL = start */
+        size_t offset;
+        size_t limit;                         /* 1..SBX_MAX_LIST_LIMIT */
+};
+
+struct store;
+
+struct store_ops {
+        const char *name;
+        int (*open)(struct store *s, const char *url, struct sbx_err *err);
+        void (*close)(struct store *s);
+        int (*sandbox_insert)(struct store *s, const struct sandbox_record *r, struct sbx_err *err);
+        /* Replaces every column of the row with r->id. -SBX_E_NOT_FOUND if none. */
+        int (*sandbox_update)(struct store *s, const struct sandbox_record *r, struct sbx_err *err);
+        /* Fills *ret (caller releases). -SBX_E_NOT_FOUND if none. Deleted rows are returned too. */
+        int (*sandbox_get)(struct store *s, const char *id, struct sandbox_record *ret, struct sbx_err *err);
+        /* Rows matching f, ordered by created_ms, id. *ret is an array of *ret_n records (caller
+         * releases each and frees the array). *ret_more = true if more rows follow. */
+        int (*sandbox_list)(struct store *s, const struct sandbox_filter *f, struct sandbox_record **ret,
+                            size_t *ret_n, bool *ret_more, struct sbx_err *err);
+        /* Every record not in state deleted (for recovery and the in-memory index). */
+        int (*sandbox_list_live)(struct store *s, struct sandbox_record **ret, size_t *ret_n, struct sbx_err *err);
+        /* Append an event (type like "sandbox.created"); data_json may be NULL. */
+        int (*event_append)(struct store *s, const char *sandbox_id, const char *type, const char *data_json,
+                            struct sbx_err *err);
+        /* Daemon settings (e.g. "daemon.instance"). -SBX_E_NOT_FOUND if key unset. */
+        int (*setting_get)(struct store *s, const char *key, char *buf, size_t size, struct sbx_err *err);
+        int (*setting_set)(struct store *s, const char *key, const char *value, struct sbx_err *err);
+};
+
+struct store {
+        const struct store_ops *ops;
+        void *impl;                           /* owned by the backend */
+};
+
+/* Open the store named by url: "sqlite:PATH" or a plain path (SQLite). Applies migrations.
+ * Any other "scheme:" prefix -> -SBX_E_INVALID. On failure *s is left closed (ops == NULL). */
+int store_open(struct store *s, const char *url, struct sbx_err *err);
+/* Close the backend; NULL-safe and idempotent. */
+void store_close(struct store *s);
+
+extern const struct store_ops store_sqlite_ops;
+
+/* Compiled-in migrations (generated from store/migrations/NNNN-name.sql, in order). */
+struct store_migration {
+        int version;
+        const char *name;
+        const char *sql;
+};
+extern const struct store_migration store_migrations[];
+extern const size_t store_migrations_count;
