@@ -41,6 +41,9 @@ typedef void (*template_done_fn)(const char *name, int result, const struct sbx_
 
 /* Open (create) the templates dir; removes half-built leftovers; prepares the host template. */
 int template_store_open(const char *dir, uv_loop_t *loop, struct template_store **ret, struct sbx_err *err);
+/* Frees the store. A running build is stopped (SIGTERM to its process group, SIGKILL 5 s later, reaped
+ * on the loop); its waiters get done(-ECANCELED) before this returns; its tmp dir goes at the next open.
+ * Keep running the loop afterwards until its handles are closed. NULL-safe. */
 void template_store_free(struct template_store *ts);
 
 /* Fill *ret for a ready template. -SBX_E_NOT_FOUND (reason "template_not_found") for an unknown name,
@@ -55,3 +58,8 @@ bool template_known(const char *name);
  * (also when the template was already ready: then synchronously with result 0). */
 int template_build(struct template_store *ts, const char *name, template_progress_fn progress,
                    template_done_fn done, void *data, struct sbx_err *err);
+
+/* Copy the kept output of name's running or last finished build (its last ~20 lines, oldest first,
+ * '\n'-separated) into buf, NUL-terminated and cut to size. Returns the length or -SBX_E_NOT_FOUND.
+ * For the daemon's log when a build fails (the done callback's err has only the key lines). */
+int template_build_log(struct template_store *ts, const char *name, char *buf, size_t size);

@@ -329,7 +329,7 @@ static void exec_group_name(const char *name, uint64_t seq, char *buf, size_t si
         snprintf(buf, size, "%s/e%llu", name, (unsigned long long)seq);
 }
 
-int cgroup_exec_open(const struct cgroup_root *root, const char *name, uint64_t seq, int *ret_fd)
+int cgroup_exec_open(const struct cgroup_root *root, const char *name, uint64_t seq, uid_t uid, int *ret_fd)
 {
         char path[512];
         int fd;
@@ -342,6 +342,11 @@ int cgroup_exec_open(const struct cgroup_root *root, const char *name, uint64_t 
         fd = openat(root->unified_fd, path, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
         if (fd < 0)
                 return -errno;
+        if (fchownat(fd, "cgroup.procs", uid, (gid_t)-1, AT_SYMLINK_NOFOLLOW) < 0) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
         *ret_fd = fd;
         return 0;
 }

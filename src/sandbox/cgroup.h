@@ -73,9 +73,10 @@ bool cgroup_populated(const struct cgroup_root *root, const char *name);
 int cgroup_destroy(const struct cgroup_root *root, const char *name);
 
 /* Per-exec group <name>/e<seq> in the unified tree. ret_fd: O_DIRECTORY fd for CLONE_INTO_CGROUP.
- * -EOPNOTSUPP without a unified tree. */
+ * Its cgroup.procs is chowned to uid (the kernel checks write access to the target's and the
+ * common ancestor's cgroup.procs for CLONE_INTO_CGROUP). -EOPNOTSUPP without a unified tree. */
 bool cgroup_has_exec_groups(const struct cgroup_root *root);
-int cgroup_exec_open(const struct cgroup_root *root, const char *name, uint64_t seq, int *ret_fd);
+int cgroup_exec_open(const struct cgroup_root *root, const char *name, uint64_t seq, uid_t uid, int *ret_fd);
 int cgroup_exec_kill(const struct cgroup_root *root, const char *name, uint64_t seq);
 int cgroup_exec_remove(const struct cgroup_root *root, const char *name, uint64_t seq);
 

@@ -1,0 +1,16 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* What the API handlers reach through http_request_app(): the daemon's core objects. */
+#pragma once
+
+#include "api/server.h"
+#include "core/manager.h"
+
+struct api_context {
+        struct manager *manager;
+        const char *version;
+};
+
+static inline struct api_context *api_ctx(const struct http_request *req)
+{
+        return http_request_app(req);
+}

@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Generated from api/schema/api.json by scripts/gen-api.mjs, do not edit. */
+/*
+ * Handlers of the native API, one per route in api/schema/api.json, implemented in src/api/v1/.
+ * Each runs on the loop thread and replies exactly once, now or later (src/api/server.h).
+ */
+#pragma once
+
+#include "api/server.h"
+
+/* GET /v1/health: Check that the daemon is up (no auth) */
+void v1_health(struct http_request *req);
+/* GET /metrics: Prometheus metrics */
+void v1_metrics(struct http_request *req);
+/* POST /v1/sandboxes: Create a sandbox */
+void v1_sandbox_create(struct http_request *req);
+/* GET /v1/sandboxes: List sandboxes */
+void v1_sandbox_list(struct http_request *req);
+/* GET /v1/sandboxes/{id}: Get a sandbox */
+void v1_sandbox_get(struct http_request *req);
+/* DELETE /v1/sandboxes/{id}: Delete a sandbox */
+void v1_sandbox_delete(struct http_request *req);
+/* POST /v1/sandboxes/{id}/stop: Stop a sandbox */
+void v1_sandbox_stop(struct http_request *req);
+/* POST /v1/sandboxes/{id}/start: Start a stopped sandbox */
+void v1_sandbox_start(struct http_request *req);
+/* POST /v1/sandboxes/{id}/exec: Run a command in a sandbox */
+void v1_sandbox_exec(struct http_request *req);

@@ -1,0 +1,1224 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The HTTP/1.1 server (server.h): libmicrohttpd in external-epoll mode nested in the libuv loop.
+ * Each listener (TCP, unix) is one MHD daemon whose epoll fd is watched by a uv_poll_t; MHD_run
+ * runs on readiness and a uv timer re-armed from MHD_get_timeout after every run covers work MHD
+ * already has in hand (resumed connections, timeouts). This file owns request bookkeeping, body
+ * collection, routing/auth dispatch, reply storage and streams; it holds no API logic (that is
+ * api/v1/) and never frees an MHD connection (MHD does, after NOTIFY_COMPLETED).
+ * Invariants are written down in docs/internals/api.md.
+ */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "api/auth.h"
+#include "api/errors.h"
+#include "api/router.h"
+#include "common/cleanup.h"
+#include "common/json.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "core/metrics.h"
+
+/*
+ * A body that outgrows SBX_MAX_JSON_BODY while it arrives (chunked uploads: no Content-Length to
+ * refuse up front) is read and thrown away so the 413 can be sent on a connection that is still
+ * in sync. Past this many bytes we stop draining and drop the connection instead.
+ */
+#define HTTP_MAX_DISCARD_BYTES (4ULL * SBX_MAX_JSON_BODY)
+#define HTTP_STREAM_BLOCK 4096             /* MHD callback-response block (unused for chunked) */
+#define HTTP_MAX_TIMER_MS (3600ULL * 1000) /* cap for MHD_get_timeout values */
+#define HTTP_METHOD_BYTES 16
+#define HTTP_LISTEN_BACKLOG 1024
+
+enum listener_kind {
+        LISTENER_TCP,
+        LISTENER_UNIX,
+        LISTENER_KIND_MAX,
+};
+
+struct listener {
+        struct http_server *srv;
+        enum listener_kind kind;
+        struct MHD_Daemon *mhd; /* owns the listen socket once started */
+        uv_poll_t poll;         /* on MHD's epoll fd */
+        uv_timer_t timer;       /* MHD_get_timeout, and "run now" after a resume */
+        bool handles_init;
+        bool kicked; /* a connection was resumed since the last MHD_run */
+};
+
+struct http_server {
+        uv_loop_t *loop;
+        struct listener listeners[LISTENER_KIND_MAX];
+        char *api_key;
+        void *app;
+        const struct route *routes;
+        size_t n_routes;
+        char *unix_path; /* to unlink at stop, if it is still our socket */
+        dev_t unix_dev;
+        ino_t unix_ino;
+        struct http_request *requests; /* every live request (list), for stop */
+        unsigned depth;                /* > 0 while inside MHD_run / a handler: stop is deferred */
+        bool stop_pending;
+        bool stopping;
+        unsigned open_handles; /* uv handles still to close; srv is freed at 0 */
+};
+
+struct http_stream {
+        struct http_request *req;
+        char *buf; /* queued bytes are buf[head, head + len) */
+        size_t head, len, cap;
+        bool ended;      /* http_stream_end() called */
+        bool want_drain; /* a write got -ENOBUFS */
+        void (*drain_cb)(struct http_stream *s, void *data);
+        void *drain_data;
+};
+
+enum req_phase {
+        REQ_NEW,        /* allocated by the URI log callback */
+        REQ_HEADERS,    /* first access-handler call done: routed, authenticated, body may follow */
+        REQ_DISPATCHED, /* handler called (or error chosen) */
+};
+
+struct http_request {
+        struct http_server *srv;
+        struct listener *lst;
+        struct MHD_Connection *conn; /* NULL once MHD completed the request */
+        struct http_request *prev, *next;
+        enum req_phase phase;
+        uint64_t start_usec;
+
+        char method_str[HTTP_METHOD_BYTES];
+        enum http_method method;
+        char *target; /* raw request path (no query), at most SBX_MAX_URL_BYTES + 1 bytes */
+        struct route_match match;
+
+        struct sbx_err pre_err; /* chosen before the handler: 400/401/404/405; code 0 = none */
+        char *body;             /* NUL-terminated; NULL = empty */
+        size_t body_len, body_cap;
+        uint64_t body_seen; /* every upload byte, kept or not */
+        bool body_too_large;
+
+        struct MHD_Response *response; /* reply made but not yet queued */
+        unsigned status;               /* of the stored or queued reply; 0 = none yet */
+        bool replied;                  /* a reply was made (exactly one allowed) */
+        bool queued;
+        bool suspended; /* we called MHD_suspend_connection and not yet resume */
+        bool in_handler;
+        bool mhd_done; /* NOTIFY_COMPLETED seen */
+        bool app_done; /* the application holds no pointer to req any more */
+
+        void (*close_cb)(struct http_request *req, void *data);
+        void *close_data;
+        bool close_called;
+        bool in_close_cb;
+
+        bool has_stream;
+        struct http_stream stream;
+};
+
+static void server_finish_stop(struct http_server *srv);
+
+/* --- request lifetime --- */
+
+static void request_free(struct http_request *req)
+{
+        struct http_server *srv = req->srv;
+
+        if (req->prev)
+                req->prev->next = req->next;
+        else if (srv->requests == req)
+                srv->requests = req->next;
+        if (req->next)
+                req->next->prev = req->prev;
+        if (req->response)
+                MHD_destroy_response(req->response);
+        free(req->stream.buf);
+        free(req->body);
+        free(req->target);
+        free(req);
+}
+
+/* Free req once neither MHD nor the application can reach it. */
+static void request_maybe_free(struct http_request *req)
+{
+        if (req->mhd_done && req->app_done && !req->in_close_cb && !req->in_handler)
+                request_free(req);
+}
+
+static struct http_request *request_new(struct listener *lst, const char *uri)
+{
+        struct http_request *req = calloc(1, sizeof *req);
+        size_t len;
+
+        if (!req)
+                return NULL;
+        uri = uri ?: "";
+        len = strcspn(uri, "?#");
+        if (len > SBX_MAX_URL_BYTES + 1)
+                len = SBX_MAX_URL_BYTES + 1; /* still too long for the router: it answers 400 */
+        req->target = strndup(uri, len);
+        if (!req->target) {
+                free(req);
+                return NULL;
+        }
+        req->srv = lst->srv;
+        req->lst = lst;
+        req->start_usec = now_usec();
+        req->app_done = true; /* until the handler runs */
+        req->method = HTTP_METHOD_INVALID;
+        req->stream.req = req;
+        req->next = lst->srv->requests;
+        if (req->next)
+                req->next->prev = req;
+        lst->srv->requests = req;
+        return req;
+}
+
+/* --- replies --- */
+
+static void listener_kick(struct listener *lst);
+
+/*
+ * Un-park a suspended connection. In external-poll mode libmicrohttpd 0.9.75 drops its ITC
+ * (MHD_USE_ITC is masked off without an internal thread), so MHD_resume_connection() only sets a
+ * flag and wakes nothing: the resume is picked up at the start of the next MHD_run(), which
+ * listener_kick() schedules right away.
+ */
+static void request_resume(struct http_request *req)
+{
+        if (req->suspended && req->conn) {
+                req->suspended = false;
+                MHD_resume_connection(req->conn);
+                listener_kick(req->lst);
+        }
+}
+
+/* Hand the stored response to MHD. Only from the access handler (MHD's state allows it there). */
+static enum MHD_Result request_queue(struct http_request *req)
+{
+        struct MHD_Response *resp = TAKE_PTR(req->response);
+        enum MHD_Result r;
+
+        r = MHD_queue_response(req->conn, req->status, resp);
+        MHD_destroy_response(resp);
+        if (r != MHD_YES) {
+                log_error("http: cannot queue %u reply for %s %s, closing connection", req->status, req->method_str,
+                          req->target);
+                return MHD_NO;
+        }
+        req->queued = true;
+        return MHD_YES;
+}
+
+/*
+ * Store resp as the reply to req (takes ownership). Synchronous replies are queued when the
+ * handler returns; later ones resume the connection and the access handler queues them on its
+ * next call. keep_app: the application keeps using req (streams).
+ */
+static void request_set_response(struct http_request *req, unsigned status, struct MHD_Response *resp, bool keep_app)
+{
+        if (req->mhd_done) {
+                /* client gone (zombie request): nobody to send it to */
+                MHD_destroy_response(resp);
+                req->replied = true;
+                if (!keep_app)
+                        req->app_done = true;
+                request_maybe_free(req);
+                return;
+        }
+        req->response = resp;
+        req->status = status;
+        req->replied = true;
+        if (!keep_app)
+                req->app_done = true;
+        request_resume(req);
+}
+
+static bool reply_allowed(struct http_request *req)
+{
+        if (!req)
+                return false;
+        if (req->replied) {
+                log_error("http: second reply to %s %s ignored", req->method_str, req->target);
+                return false;
+        }
+        return true;
+}
+
+static struct MHD_Response *response_from_buffer(void *data, size_t len, enum MHD_ResponseMemoryMode mode)
+{
+        return MHD_create_response_from_buffer(len, data, mode);
+}
+
+/* Last resort when even an error body cannot be built: a fixed 500. */
+static void reply_oom(struct http_request *req)
+{
+        static const char body[] = "{\"error\":{\"code\":\"internal\",\"message\":\"internal error\"}}";
+        struct MHD_Response *resp;
+
+        resp = response_from_buffer((void *)body, sizeof body - 1, MHD_RESPMEM_PERSISTENT);
+        if (!resp) {
+                /* No reply possible: the access handler drops the connection on its next call
+                 * (resume it if parked); a zombie request is freed right here. */
+                req->replied = true;
+                req->app_done = true;
+                req->status = 0;
+                request_resume(req);
+                request_maybe_free(req);
+                return;
+        }
+        (void)MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+        request_set_response(req, 500, resp, false);
+}
+
+void http_reply_data(struct http_request *req, unsigned status, const char *content_type, const void *data, size_t len)
+{
+        struct MHD_Response *resp;
+
+        if (!reply_allowed(req))
+                return;
+        resp = response_from_buffer((void *)data, data ? len : 0, MHD_RESPMEM_MUST_COPY);
+        if (!resp)
+                return reply_oom(req);
+        if (content_type && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) != MHD_YES) {
+                MHD_destroy_response(resp);
+                return reply_oom(req);
+        }
+        request_set_response(req, status, resp, false);
+}
+
+void http_reply_json(struct http_request *req, unsigned status, json_t *body)
+{
+        struct MHD_Response *resp;
+        char *text = NULL;
+
+        if (!reply_allowed(req)) {
+                json_decref(body);
+                return;
+        }
+        if (body) {
+                text = json_dump_compact(body);
+                json_decref(body);
+                if (!text)
+                        return reply_oom(req);
+        }
+        resp = response_from_buffer(text, text ? strlen(text) : 0,
+                                    text ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+        if (!resp) {
+                free(text);
+                return reply_oom(req);
+        }
+        if (text && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json") != MHD_YES) {
+                MHD_destroy_response(resp);
+                return reply_oom(req);
+        }
+        request_set_response(req, status, resp, false);
+}
+
+void http_reply_error(struct http_request *req, const struct sbx_err *err)
+{
+        struct MHD_Response *resp;
+        int code = err ? err->code : -SBX_E_INTERNAL;
+        unsigned status = http_error_status(code);
+        json_t *body;
+        char *text;
+
+        if (!reply_allowed(req))
+                return;
+        if (status >= 500)
+                log_error("http: %s %s: %s (%d)", req->method_str, req->target, err && err->msg[0] ? err->msg : "?",
+                          code);
+        body = http_error_body(err);
+        text = body ? json_dump_compact(body) : NULL;
+        json_decref(body);
+        if (!text)
+                return reply_oom(req);
+        resp = response_from_buffer(text, strlen(text), MHD_RESPMEM_MUST_FREE);
+        if (!resp) {
+                free(text);
+                return reply_oom(req);
+        }
+        if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json") != MHD_YES)
+                goto fail;
+        if (status == 401 &&
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, SBX_AUTH_CHALLENGE) != MHD_YES)
+                goto fail;
+        if (status == 405) {
+                char allow[128];
+
+                router_format_allowed(req->match.allowed, allow, sizeof allow);
+                if (MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow) != MHD_YES)
+                        goto fail;
+        }
+        request_set_response(req, status, resp, false);
+        return;
+fail:
+        MHD_destroy_response(resp);
+        reply_oom(req);
+}
+
+void http_reply_errorf(struct http_request *req, int code, const char *reason, const char *fmt, ...)
+{
+        struct sbx_err err = { 0 };
+        va_list ap;
+
+        err.code = code < 0 ? code : -SBX_E_INTERNAL;
+        if (reason)
+                snprintf(err.reason, sizeof err.reason, "%s", reason);
+        va_start(ap, fmt);
+        vsnprintf(err.msg, sizeof err.msg, fmt, ap);
+        va_end(ap);
+        http_reply_error(req, &err);
+}
+
+/* --- streams --- */
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+        struct http_request *req = cls;
+        struct http_stream *s = &req->stream;
+        size_t n;
+
+        if (s->len == 0) {
+                if (s->ended)
+                        return MHD_CONTENT_READER_END_OF_STREAM;
+                /* Nothing to send yet: park the connection (MHD would otherwise call us in a busy
+                 * loop); http_stream_write/end resume it. */
+                if (req->conn && !req->suspended) {
+                        MHD_suspend_connection(req->conn);
+                        req->suspended = true;
+                }
+                return 0;
+        }
+        n = s->len < max ? s->len : max;
+        memcpy(buf, s->buf + s->head, n);
+        s->head += n;
+        s->len -= n;
+        if (s->len == 0)
+                s->head = 0;
+        if (s->want_drain && s->len < SBX_STREAM_BUFFER / 2) {
+                s->want_drain = false;
+                if (s->drain_cb)
+                        s->drain_cb(s, s->drain_data);
+        }
+        return (ssize_t)n;
+}
+
+struct http_stream *http_reply_stream(struct http_request *req, unsigned status, const char *content_type)
+{
+        struct MHD_Response *resp;
+
+        if (!reply_allowed(req))
+                return NULL;
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, HTTP_STREAM_BLOCK, stream_reader, req, NULL);
+        if (!resp) {
+                reply_oom(req);
+                return NULL;
+        }
+        if (content_type && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) != MHD_YES) {
+                MHD_destroy_response(resp);
+                reply_oom(req);
+                return NULL;
+        }
+        req->has_stream = true;
+        req->app_done = false; /* until http_stream_end() or on_close */
+        request_set_response(req, status, resp, true);
+        return &req->stream;
+}
+
+int http_stream_write(struct http_stream *s, const void *data, size_t len)
+{
+        struct http_request *req = s->req;
+
+        if (s->ended)
+                return -EINVAL;
+        if (req->mhd_done)
+                return -EPIPE;
+        if (len > SBX_STREAM_BUFFER)
+                return -EMSGSIZE;
+        if (s->len + len > SBX_STREAM_BUFFER) {
+                s->want_drain = true;
+                return -ENOBUFS;
+        }
+        if (len == 0)
+                return 0;
+        if (s->head + s->len + len > s->cap) {
+                if (s->head > 0) {
+                        memmove(s->buf, s->buf + s->head, s->len);
+                        s->head = 0;
+                }
+                if (s->len + len > s->cap) {
+                        size_t want = s->cap ? s->cap : 4096;
+                        char *p;
+
+                        while (want < s->len + len)
+                                want *= 2;
+                        if (want > SBX_STREAM_BUFFER)
+                                want = SBX_STREAM_BUFFER;
+                        p = realloc(s->buf, want);
+                        if (!p)
+                                return -ENOMEM;
+                        s->buf = p;
+                        s->cap = want;
+                }
+        }
+        memcpy(s->buf + s->head + s->len, data, len);
+        s->len += len;
+        request_resume(req);
+        return 0;
+}
+
+void http_stream_on_drain(struct http_stream *s, void (*cb)(struct http_stream *s, void *data), void *data)
+{
+        s->drain_cb = cb;
+        s->drain_data = data;
+}
+
+void http_stream_end(struct http_stream *s)
+{
+        struct http_request *req = s->req;
+
+        if (s->ended)
+                return;
+        s->ended = true;
+        s->drain_cb = NULL;
+        req->app_done = true;
+        if (req->mhd_done) {
+                request_maybe_free(req);
+                return;
+        }
+        request_resume(req);
+}
+
+/* --- request accessors --- */
+
+void *http_request_app(const struct http_request *req)
+{
+        return req->srv->app;
+}
+
+const char *http_request_method(const struct http_request *req)
+{
+        return req->method_str;
+}
+
+const char *http_request_path(const struct http_request *req)
+{
+        return req->target;
+}
+
+const char *http_request_param(const struct http_request *req, unsigned idx)
+{
+        if (idx >= req->match.n_params)
+                return NULL;
+        return req->match.params[idx];
+}
+
+const char *http_request_query(const struct http_request *req, const char *key)
+{
+        if (!req->conn || !key)
+                return NULL;
+        return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+const char *http_request_header(const struct http_request *req, const char *name)
+{
+        if (!req->conn || !name)
+                return NULL;
+        return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+struct query_iter {
+        int (*fn)(const char *key, const char *value, void *data);
+        void *data;
+        int r;
+};
+
+static enum MHD_Result query_iter_cb(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+        struct query_iter *it = cls;
+
+        it->r = it->fn(key, value, it->data);
+        return it->r == 0 ? MHD_YES : MHD_NO;
+}
+
+int http_request_query_foreach(const struct http_request *req,
+                               int (*fn)(const char *key, const char *value, void *data), void *data)
+{
+        struct query_iter it = { .fn = fn, .data = data, .r = 0 };
+
+        if (!req->conn || !fn)
+                return 0;
+        (void)MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_iter_cb, &it);
+        return it.r;
+}
+
+const char *http_request_body(const struct http_request *req, size_t *ret_len)
+{
+        if (ret_len)
+                *ret_len = req->body_len;
+        return req->body ?: "";
+}
+
+json_t *http_request_json(struct http_request *req)
+{
+        json_error_t jerr;
+        json_t *v;
+
+        if (req->body_len == 0) {
+                v = json_object();
+                if (!v)
+                        reply_oom(req);
+                return v;
+        }
+        v = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!v) {
+                http_reply_errorf(req, -SBX_E_INVALID, "invalid_json", "invalid JSON at line %d column %d: %s",
+                                  jerr.line, jerr.column, jerr.text);
+                return NULL;
+        }
+        if (!json_is_object(v)) {
+                json_decref(v);
+                http_reply_errorf(req, -SBX_E_INVALID, "invalid_json", "request body must be a JSON object");
+                return NULL;
+        }
+        return v;
+}
+
+void http_request_on_close(struct http_request *req, void (*cb)(struct http_request *req, void *data), void *data)
+{
+        req->close_cb = cb;
+        req->close_data = data;
+}
+
+/* --- MHD callbacks --- */
+
+/* Called by MHD with the raw request target before it decodes anything: allocate the request
+ * here (MHD hands the return value to every later callback as *con_cls) and keep the raw path
+ * for the router. MHD calls NOTIFY_COMPLETED for it even when the request never reaches the
+ * access handler (431, malformed request line). */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+        struct listener *lst = cls;
+        struct http_request *req;
+
+        if (lst->srv->stopping)
+                return NULL;
+        req = request_new(lst, uri);
+        if (!req)
+                return NULL;
+        req->conn = conn;
+        return req;
+}
+
+/* Decide what a request gets before any body byte is read: route, auth, declared size. */
+static void request_begin(struct http_request *req, const char *method)
+{
+        struct http_server *srv = req->srv;
+        const char *te, *cl;
+        int r;
+
+        snprintf(req->method_str, sizeof req->method_str, "%s", method ?: "");
+        req->method = http_method_from_string(method);
+
+        r = router_match(srv->routes, srv->n_routes, req->method, req->target, &req->match, &req->pre_err);
+        if (r >= 0 && req->match.route->auth) {
+                const char *authz =
+                        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+                (void)auth_check_bearer(authz, srv->api_key, &req->pre_err);
+        }
+
+        te = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+        cl = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (!te && cl) {
+                uint64_t n;
+
+                if (parse_u64(cl, &n) >= 0 && n > SBX_MAX_JSON_BODY)
+                        req->body_too_large = true;
+        }
+}
+
+static void body_append(struct http_request *req, const char *data, size_t len)
+{
+        req->body_seen += len;
+        if (req->pre_err.code != 0 || req->body_too_large)
+                return; /* drained, not kept */
+        if (req->body_len + len > SBX_MAX_JSON_BODY) {
+                req->body_too_large = true;
+                free(TAKE_PTR(req->body));
+                req->body_len = req->body_cap = 0;
+                return;
+        }
+        if (req->body_len + len + 1 > req->body_cap) {
+                size_t want = req->body_cap ? req->body_cap : 4096;
+                const char *cl;
+                uint64_t n;
+                char *p;
+
+                cl = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+                if (req->body_cap == 0 && cl && parse_u64(cl, &n) >= 0 && n <= SBX_MAX_JSON_BODY)
+                        want = (size_t)n + 1;
+                while (want < req->body_len + len + 1)
+                        want *= 2;
+                if (want > SBX_MAX_JSON_BODY + 1)
+                        want = SBX_MAX_JSON_BODY + 1;
+                p = realloc(req->body, want);
+                if (!p) {
+                        (void)sbx_err_set(&req->pre_err, -ENOMEM, "cannot allocate the request body");
+                        free(TAKE_PTR(req->body));
+                        req->body_len = req->body_cap = 0;
+                        return;
+                }
+                req->body = p;
+                req->body_cap = want;
+        }
+        memcpy(req->body + req->body_len, data, len);
+        req->body_len += len;
+        req->body[req->body_len] = '\0';
+}
+
+static void reply_too_large(struct http_request *req)
+{
+        http_reply_errorf(req, -SBX_E_TOO_LARGE, "payload_too_large", "request body is larger than %d bytes",
+                          SBX_MAX_JSON_BODY);
+}
+
+static bool expects_continue(const struct http_request *req)
+{
+        const char *v = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+
+        return v && strcasecmp(v, "100-continue") == 0;
+}
+
+/* The final access-handler call: run the handler, or queue what is stored, or park. */
+static enum MHD_Result request_dispatch(struct http_request *req)
+{
+        struct http_server *srv = req->srv;
+
+        if (req->phase == REQ_HEADERS) {
+                req->phase = REQ_DISPATCHED;
+                if (req->body_too_large)
+                        reply_too_large(req);
+                else if (req->pre_err.code != 0)
+                        http_reply_error(req, &req->pre_err);
+                else {
+                        req->app_done = false;
+                        req->in_handler = true;
+                        srv->depth++;
+                        req->match.route->handler(req);
+                        srv->depth--;
+                        req->in_handler = false;
+                }
+        }
+        if (req->response)
+                return request_queue(req);
+        if (req->replied && !req->has_stream)
+                return MHD_NO; /* a reply was attempted but could not be built: drop the connection */
+        if (!req->suspended) {
+                MHD_suspend_connection(req->conn);
+                req->suspended = true;
+        }
+        return MHD_YES;
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                 const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+        struct listener *lst = cls;
+        struct http_request *req = *con_cls;
+
+        if (!req) {
+                /* no URI callback ran (should not happen) or it could not allocate */
+                if (lst->srv->stopping)
+                        return MHD_NO;
+                req = request_new(lst, url);
+                if (!req)
+                        return MHD_NO;
+                req->conn = conn;
+                *con_cls = req;
+        }
+        if (req->phase == REQ_NEW) {
+                /* First call: headers are in, the body is not. Never queue here except for a
+                 * declared oversize body: MHD then skips the body and closes the connection. */
+                req->phase = REQ_HEADERS;
+                request_begin(req, method);
+                if (req->body_too_large || (req->pre_err.code != 0 && expects_continue(req))) {
+                        /* The client waits for "100 Continue" before sending the body: refusing
+                         * now spares it the upload (and MHD closes the connection after). */
+                        req->phase = REQ_DISPATCHED;
+                        if (req->body_too_large)
+                                reply_too_large(req);
+                        else
+                                http_reply_error(req, &req->pre_err);
+                        return req->response ? request_queue(req) : MHD_NO;
+                }
+                return MHD_YES;
+        }
+        if (*upload_data_size != 0) {
+                body_append(req, upload_data, *upload_data_size);
+                *upload_data_size = 0;
+                if (req->body_seen > HTTP_MAX_DISCARD_BYTES)
+                        return MHD_NO;
+                return MHD_YES;
+        }
+        return request_dispatch(req);
+}
+
+static void access_log(const struct http_request *req, uint64_t usec, enum MHD_RequestTerminationCode toe)
+{
+        char path[256];
+        size_t n = 0;
+
+        if (log_get_level() < LOG_LEVEL_DEBUG)
+                return;
+        /* the raw path is client bytes: keep the log line printable */
+        for (const char *p = req->target; p && *p && n < sizeof path - 1; p++)
+                path[n++] = (*p >= 0x20 && *p < 0x7f) ? *p : '?';
+        path[n] = '\0';
+        if (req->queued && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+                log_debug("http: %s %s %u %.3fms", req->method_str[0] ? req->method_str : "-", path, req->status,
+                          (double)usec / 1000.0);
+        else
+                log_debug("http: %s %s %u %.3fms aborted (%d)", req->method_str[0] ? req->method_str : "-", path,
+                          req->status, (double)usec / 1000.0, (int)toe);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+        struct http_request *req = *con_cls;
+        uint64_t usec;
+
+        *con_cls = NULL;
+        if (!req)
+                return;
+        usec = now_usec() - req->start_usec;
+        access_log(req, usec, toe);
+        if (req->queued)
+                metrics_http_request(req->status, usec);
+
+        req->mhd_done = true;
+        req->conn = NULL;
+        req->suspended = false;
+        if (req->response) {
+                MHD_destroy_response(req->response);
+                req->response = NULL;
+        }
+        if (req->close_cb && !req->close_called) {
+                req->close_called = true;
+                req->in_close_cb = true;
+                req->close_cb(req, req->close_data);
+                req->in_close_cb = false;
+                req->app_done = true;
+        }
+        request_maybe_free(req);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+        char line[512];
+        size_t n;
+
+        vsnprintf(line, sizeof line, fmt, ap);
+        n = strlen(line);
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+                line[--n] = '\0';
+        /* Nearly all of MHD's messages are about a client's request (431s, resets, malformed
+         * lines) and a client must not be able to flood the log; failures to start are reported
+         * by http_server_start() itself. */
+        log_debug("http: libmicrohttpd: %s", line);
+}
+
+/* --- loop integration --- */
+
+static void listener_run(struct listener *lst);
+
+static void on_timer(uv_timer_t *t)
+{
+        listener_run(t->data);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+        if (status < 0)
+                log_warn("http: poll on the libmicrohttpd epoll fd failed: %s, ignoring", uv_strerror(status));
+        listener_run(p->data);
+}
+
+/* Run MHD on the next loop iteration (a connection was resumed). */
+static void listener_kick(struct listener *lst)
+{
+        lst->kicked = true;
+        if (lst->handles_init && !lst->srv->stopping)
+                (void)uv_timer_start(&lst->timer, on_timer, 0, 0);
+}
+
+static void listener_run(struct listener *lst)
+{
+        struct http_server *srv = lst->srv;
+        MHD_UNSIGNED_LONG_LONG to;
+
+        if (!lst->mhd || srv->stopping)
+                return;
+        lst->kicked = false;
+        srv->depth++;
+        (void)MHD_run(lst->mhd);
+        srv->depth--;
+        if (srv->stop_pending && srv->depth == 0) {
+                server_finish_stop(srv);
+                return;
+        }
+        /* A resume during this run (a handler or drain callback un-parked a connection) is only
+         * seen by the next MHD_run; MHD also holds ready work that no fd will announce (resumed
+         * connections, bytes already read into its buffers) and says so with a zero timeout. */
+        if (lst->kicked)
+                (void)uv_timer_start(&lst->timer, on_timer, 0, 0);
+        else if (MHD_get_timeout(lst->mhd, &to) == MHD_YES)
+                (void)uv_timer_start(&lst->timer, on_timer, to < HTTP_MAX_TIMER_MS ? (uint64_t)to : HTTP_MAX_TIMER_MS,
+                                     0);
+        else
+                (void)uv_timer_stop(&lst->timer);
+}
+
+/* --- listening sockets --- */
+
+static int parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *ret_len, struct sbx_err *err)
+{
+        char host[INET6_ADDRSTRLEN + 1];
+        const char *port_s;
+        size_t hlen;
+        uint64_t port;
+
+        memset(ss, 0, sizeof *ss);
+        if (s[0] == '[') {
+                const char *end = strchr(s, ']');
+
+                if (!end || end[1] != ':')
+                        goto invalid;
+                hlen = (size_t)(end - s - 1);
+                if (hlen == 0 || hlen >= sizeof host)
+                        goto invalid;
+                memcpy(host, s + 1, hlen);
+                host[hlen] = '\0';
+                port_s = end + 2;
+        } else {
+                const char *colon = strrchr(s, ':');
+
+                if (!colon)
+                        goto invalid;
+                hlen = (size_t)(colon - s);
+                if (hlen == 0 || hlen >= sizeof host)
+                        goto invalid;
+                memcpy(host, s, hlen);
+                host[hlen] = '\0';
+                port_s = colon + 1;
+        }
+        if (parse_u64(port_s, &port) < 0 || port > 65535)
+                goto invalid;
+        if (s[0] == '[') {
+                struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+
+                a->sin6_family = AF_INET6;
+                a->sin6_port = htons((uint16_t)port);
+                if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1)
+                        goto invalid;
+                *ret_len = sizeof *a;
+        } else {
+                struct sockaddr_in *a = (struct sockaddr_in *)ss;
+
+                a->sin_family = AF_INET;
+                a->sin_port = htons((uint16_t)port);
+                if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
+                        goto invalid;
+                *ret_len = sizeof *a;
+        }
+        return 0;
+invalid:
+        return sbx_err_setr(err, -EINVAL, "invalid_value",
+                            "invalid listen address '%.64s' (want IPV4:PORT or [IPV6]:PORT)", s);
+}
+
+static int listen_tcp(const char *addr, bool *ret_v6, struct sbx_err *err)
+{
+        _cleanup_close_ int fd = -EBADF;
+        struct sockaddr_storage ss;
+        socklen_t len = 0;
+        int one = 1, r;
+
+        r = parse_listen(addr, &ss, &len, err);
+        if (r < 0)
+                return r;
+        fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return sbx_err_set(err, -errno, "cannot create socket for '%s': %m", addr);
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
+                return sbx_err_set(err, -errno, "cannot set SO_REUSEADDR on '%s': %m", addr);
+        if (bind(fd, (struct sockaddr *)&ss, len) < 0)
+                return sbx_err_set(err, -errno, "cannot bind '%s': %m", addr);
+        if (listen(fd, HTTP_LISTEN_BACKLOG) < 0)
+                return sbx_err_set(err, -errno, "cannot listen on '%s': %m", addr);
+        *ret_v6 = ss.ss_family == AF_INET6;
+        return TAKE_FD(fd);
+}
+
+/* Replace a stale socket file at path; refuse if something is listening there or the path is not
+ * a socket. */
+static int unix_remove_stale(const char *path, const struct sockaddr_un *sa, struct sbx_err *err)
+{
+        _cleanup_close_ int probe = -EBADF;
+        struct stat st;
+
+        if (lstat(path, &st) < 0) {
+                if (errno == ENOENT)
+                        return 0;
+                return sbx_err_set(err, -errno, "cannot stat '%s': %m", path);
+        }
+        if (!S_ISSOCK(st.st_mode))
+                return sbx_err_set(err, -EEXIST, "'%s' exists and is not a socket", path);
+        probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (probe < 0)
+                return sbx_err_set(err, -errno, "cannot create socket: %m");
+        if (connect(probe, (const struct sockaddr *)sa, sizeof *sa) == 0 || errno == EAGAIN)
+                return sbx_err_set(err, -EADDRINUSE, "'%s' is in use by another server", path);
+        /* only a refused connection proves the file is stale; anything else is left alone */
+        if (errno != ECONNREFUSED)
+                return sbx_err_set(err, -errno, "cannot probe socket '%s': %m", path);
+        if (unlink(path) < 0 && errno != ENOENT)
+                return sbx_err_set(err, -errno, "cannot remove stale socket '%s': %m", path);
+        return 0;
+}
+
+static int listen_unix(struct http_server *srv, const char *path, struct sbx_err *err)
+{
+        _cleanup_close_ int fd = -EBADF;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct stat st;
+        int r;
+
+        if (strlen(path) >= sizeof sa.sun_path)
+                return sbx_err_setr(err, -ENAMETOOLONG, "invalid_value", "unix socket path '%s' is too long", path);
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        r = unix_remove_stale(path, &sa, err);
+        if (r < 0)
+                return r;
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return sbx_err_set(err, -errno, "cannot create unix socket: %m");
+        if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+                return sbx_err_set(err, -errno, "cannot bind '%s': %m", path);
+        /* nobody can connect before listen(): tighten the mode in between */
+        if (chmod(path, 0600) < 0 || stat(path, &st) < 0) {
+                r = sbx_err_set(err, -errno, "cannot chmod '%s': %m", path);
+                (void)unlink(path);
+                return r;
+        }
+        if (listen(fd, HTTP_LISTEN_BACKLOG) < 0) {
+                r = sbx_err_set(err, -errno, "cannot listen on '%s': %m", path);
+                (void)unlink(path);
+                return r;
+        }
+        srv->unix_path = strdup(path);
+        if (!srv->unix_path) {
+                (void)unlink(path);
+                return sbx_err_set(err, -ENOMEM, "out of memory");
+        }
+        srv->unix_dev = st.st_dev;
+        srv->unix_ino = st.st_ino;
+        return TAKE_FD(fd);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+        struct listener *lst = h->data;
+        struct http_server *srv = lst->srv;
+
+        if (--srv->open_handles == 0)
+                free(srv);
+}
+
+/* Start the MHD daemon for a listening socket (takes ownership of fd) and hook it into the loop. */
+static int listener_start(struct http_server *srv, enum listener_kind kind, int fd, bool v6, struct sbx_err *err)
+{
+        struct listener *lst = &srv->listeners[kind];
+        const union MHD_DaemonInfo *info;
+        unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+        int r;
+
+        if (v6)
+                flags |= MHD_USE_IPv6;
+        lst->srv = srv;
+        lst->kind = kind;
+        /* MHD owns fd from here, also on most of its failure paths; on a failed start we leave it
+         * alone rather than risk closing a descriptor number that was already reused. */
+        lst->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_access, lst,
+                                    /* first, or MHD prints some messages itself */
+                                    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, lst, MHD_OPTION_LISTEN_SOCKET, fd,
+                                    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SBX_MAX_HEADER_BYTES,
+                                    MHD_OPTION_CONNECTION_LIMIT, (unsigned)SBX_MAX_CONNECTIONS,
+                                    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SBX_HTTP_CONNECTION_TIMEOUT_S,
+                                    MHD_OPTION_NOTIFY_COMPLETED, on_completed, lst, MHD_OPTION_URI_LOG_CALLBACK, on_uri,
+                                    lst, MHD_OPTION_END);
+        if (!lst->mhd)
+                return sbx_err_set(err, -EIO, "cannot start the HTTP server (libmicrohttpd)");
+        info = MHD_get_daemon_info(lst->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+        if (!info || info->epoll_fd < 0)
+                return sbx_err_set(err, -EIO, "libmicrohttpd has no epoll fd");
+
+        r = uv_timer_init(srv->loop, &lst->timer);
+        if (r < 0)
+                return sbx_err_set(err, -EIO, "cannot init timer: %s", uv_strerror(r));
+        lst->timer.data = lst;
+        srv->open_handles++;
+        r = uv_poll_init(srv->loop, &lst->poll, info->epoll_fd);
+        if (r < 0) {
+                uv_close((uv_handle_t *)&lst->timer, on_handle_closed);
+                return sbx_err_set(err, -EIO, "cannot watch the libmicrohttpd epoll fd: %s", uv_strerror(r));
+        }
+        lst->poll.data = lst;
+        srv->open_handles++;
+        lst->handles_init = true;
+        r = uv_poll_start(&lst->poll, UV_READABLE, on_poll);
+        if (r < 0)
+                return sbx_err_set(err, -EIO, "cannot watch the libmicrohttpd epoll fd: %s", uv_strerror(r));
+        /* pick up anything MHD wants to do before its fd fires (nothing, normally) */
+        listener_run(lst);
+        return 0;
+}
+
+int http_server_start(uv_loop_t *loop, const struct http_server_config *cfg, struct http_server **ret,
+                      struct sbx_err *err)
+{
+        struct http_server *srv;
+        int r;
+
+        if (!loop || !cfg || !ret || (!cfg->listen && !cfg->unix_path) || (!cfg->routes && cfg->n_routes))
+                return sbx_err_set(err, -EINVAL, "invalid HTTP server configuration");
+        srv = calloc(1, sizeof *srv);
+        if (!srv)
+                return sbx_err_set(err, -ENOMEM, "out of memory");
+        srv->loop = loop;
+        srv->app = cfg->app;
+        srv->routes = cfg->routes;
+        srv->n_routes = cfg->n_routes;
+        srv->open_handles = 1; /* our own reference, dropped in server_finish_stop() */
+        if (cfg->api_key) {
+                srv->api_key = strdup(cfg->api_key);
+                if (!srv->api_key) {
+                        r = sbx_err_set(err, -ENOMEM, "out of memory");
+                        goto fail;
+                }
+        }
+        if (cfg->listen) {
+                bool v6 = false;
+                int fd = listen_tcp(cfg->listen, &v6, err);
+
+                if (fd < 0) {
+                        r = fd;
+                        goto fail;
+                }
+                r = listener_start(srv, LISTENER_TCP, fd, v6, err);
+                if (r < 0)
+                        goto fail;
+        }
+        if (cfg->unix_path) {
+                int fd = listen_unix(srv, cfg->unix_path, err);
+
+                if (fd < 0) {
+                        r = fd;
+                        goto fail;
+                }
+                r = listener_start(srv, LISTENER_UNIX, fd, false, err);
+                if (r < 0)
+                        goto fail;
+        }
+        *ret = srv;
+        return 0;
+fail:
+        server_finish_stop(srv);
+        return r;
+}
+
+unsigned http_server_port(const struct http_server *srv)
+{
+        const union MHD_DaemonInfo *info;
+
+        if (!srv || !srv->listeners[LISTENER_TCP].mhd)
+                return 0;
+        info = MHD_get_daemon_info(srv->listeners[LISTENER_TCP].mhd, MHD_DAEMON_INFO_BIND_PORT);
+        return info ? info->port : 0;
+}
+
+static void server_finish_stop(struct http_server *srv)
+{
+        struct stat st;
+
+        if (srv->stopping)
+                return;
+        srv->stopping = true;
+        srv->stop_pending = false;
+
+        /* MHD_stop_daemon() must not find suspended connections: resume them all; the daemon
+         * then closes every connection and NOTIFY_COMPLETED runs the on_close callbacks. */
+        for (struct http_request *req = srv->requests; req; req = req->next)
+                request_resume(req);
+        for (int k = 0; k < LISTENER_KIND_MAX; k++) {
+                struct listener *lst = &srv->listeners[k];
+
+                /* close the poll handle before MHD closes the fd it watches */
+                if (lst->handles_init) {
+                        uv_close((uv_handle_t *)&lst->poll, on_handle_closed);
+                        uv_close((uv_handle_t *)&lst->timer, on_handle_closed);
+                        lst->handles_init = false;
+                }
+                if (lst->mhd) {
+                        MHD_stop_daemon(lst->mhd);
+                        lst->mhd = NULL;
+                }
+        }
+        /* Requests whose client left while the handler still owed a reply and registered no
+         * on_close: nothing can reach them through MHD any more. */
+        while (srv->requests)
+                request_free(srv->requests);
+
+        if (srv->unix_path) {
+                if (lstat(srv->unix_path, &st) == 0 && st.st_dev == srv->unix_dev && st.st_ino == srv->unix_ino)
+                        (void)unlink(srv->unix_path);
+                free(srv->unix_path);
+                srv->unix_path = NULL;
+        }
+        if (srv->api_key) {
+                explicit_bzero(srv->api_key, strlen(srv->api_key));
+                free(srv->api_key);
+                srv->api_key = NULL;
+        }
+        if (--srv->open_handles == 0)
+                free(srv);
+}
+
+void http_server_stop(struct http_server *srv)
+{
+        if (!srv || srv->stopping)
+                return;
+        if (srv->depth > 0) {
+                /* called from inside one of our callbacks: MHD is on the stack */
+                srv->stop_pending = true;
+                return;
+        }
+        server_finish_stop(srv);
+}

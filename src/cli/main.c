@@ -1,0 +1,337 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * sbx, the command-line client of sbxd: global options, dispatch to one verb, help texts, the
+ * option-value parsers every verb shares, and turning a verb's error into one "sbx: ..." line
+ * and an exit status. Verbs live in cmd-*.c; HTTP lives in client.c. Nothing here talks to the
+ * network directly, and --help never needs a server.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "client.h"
+#include "output.h"
+
+#define GLOBAL_OPTIONS_HELP                                                                           \
+        "Global options (accepted before or after the command):\n"                                    \
+        "      --url URL    API address: http://HOST:PORT, https://HOST:PORT or unix:/path/to.sock\n" \
+        "                   (default: $SBX_URL, else " SBX_CLI_DEFAULT_URL ")\n"                      \
+        "      --key KEY    API key, sent as a Bearer token (default: $SBX_KEY)\n"                    \
+        "      --json       print the raw JSON response instead of the human format\n"                \
+        "  -h, --help       show help\n"
+
+struct verb {
+        const char *name;
+        int (*run)(struct cli *cli, int argc, char **argv, struct cli_err *err);
+        const char *summary;
+        const char *help;
+};
+
+static const struct verb verbs[] = {
+        { "create", cmd_create, "create a sandbox and print its id",
+          "usage: sbx create [--template T] [--name N] [--env K=V]... [--metadata K=V]...\n"
+          "                  [--cpu X] [--memory MIB] [--pids N] [--lifetime S] [--idle S]\n"
+          "\n"
+          "Create a sandbox, wait until it can run commands, and print its id\n"
+          "(with --json, the whole sandbox object).\n"
+          "\n"
+          "      --template T   template to start from (server default: base)\n"
+          "      --name N       a unique name: up to 128 of [A-Za-z0-9._-]\n"
+          "      --env K=V      environment variable for every command (repeatable)\n"
+          "      --metadata K=V label, usable as a filter in 'sbx ls' (repeatable)\n"
+          "      --cpu X        CPU limit in cores, e.g. 0.5\n"
+          "      --memory MIB   memory limit in MiB\n"
+          "      --pids N       maximum number of processes\n"
+          "      --lifetime S   delete the sandbox S seconds after creation\n"
+          "      --idle S       stop the sandbox after S seconds without activity\n" },
+        { "ls", cmd_ls, "list sandboxes",
+          "usage: sbx ls [--state S] [--metadata K=V]... [--limit N]\n"
+          "\n"
+          "List sandboxes as a table (ID NAME STATE TEMPLATE CREATED). Without --limit, every\n"
+          "page is fetched; with --json, one object {\"sandboxes\":[...],\"nextCursor\":...}.\n"
+          "\n"
+          "      --state S      only sandboxes in state S (running, stopped, ...)\n"
+          "      --metadata K=V only sandboxes whose metadata K is V (repeatable: all must match)\n"
+          "      --limit N      at most N sandboxes, one request (1..1000)\n" },
+        { "inspect", cmd_inspect, "show a sandbox as JSON",
+          "usage: sbx inspect ID\n"
+          "\n"
+          "Print the sandbox object as indented JSON (with --json, on one line).\n" },
+        { "exec", cmd_exec, "run a command in a sandbox, streaming its output",
+          "usage: sbx exec [options] ID -- CMD [ARGS...]\n"
+          "       sbx exec [options] ID -c 'SHELL COMMAND'\n"
+          "\n"
+          "Run a command in a running sandbox. Its stdout and stderr are written to sbx's own\n"
+          "stdout and stderr as they arrive, and sbx exits with the command's exit status\n"
+          "(124 if it timed out, 137 if it was killed for lack of memory). With --json the\n"
+          "output is not streamed: the whole result object is printed when the command ends.\n"
+          "\n"
+          "  -c, --cmd STRING   run STRING with /bin/sh -c instead of an argv after '--'\n"
+          "      --cwd DIR      working directory, absolute (server default: /root)\n"
+          "      --env K=V      environment variable (repeatable)\n"
+          "      --timeout S    kill the command after S seconds (server default: 60)\n"
+          "      --stdin        send sbx's standard input (UTF-8 text, up to 1 MiB) to the command\n" },
+        { "stop", cmd_stop, "stop a sandbox (its filesystem is kept)",
+          "usage: sbx stop ID...\n"
+          "\n"
+          "Stop sandboxes: their processes end, their filesystems are kept. Prints each id\n"
+          "(with --json, each sandbox object).\n" },
+        { "start", cmd_start, "start a stopped sandbox",
+          "usage: sbx start ID...\n"
+          "\n"
+          "Start stopped sandboxes again. Prints each id (with --json, each sandbox object).\n" },
+        { "rm", cmd_rm, "delete sandboxes",
+          "usage: sbx rm ID...\n"
+          "\n"
+          "Delete sandboxes, running or not, and print each id deleted (with --json, nothing:\n"
+          "the API answers 204 No Content). Goes on after an error; exits 1 if any failed.\n" },
+};
+
+static const struct verb *verb_find(const char *name)
+{
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                if (strcmp(verbs[i].name, name) == 0)
+                        return &verbs[i];
+        return NULL;
+}
+
+void cli_usage(const char *verb, FILE *f)
+{
+        const struct verb *v = verb ? verb_find(verb) : NULL;
+
+        if (v) {
+                fputs(v->help, f);
+                fputs("\n" GLOBAL_OPTIONS_HELP, f);
+                return;
+        }
+        fputs("usage: sbx [--url URL] [--key KEY] [--json] COMMAND [ARGS...]\n"
+              "\n"
+              "Create and use sandboxes on an sbxd server.\n"
+              "\n"
+              "Commands:\n",
+              f);
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                fprintf(f, "  %-9s%s\n", verbs[i].name, verbs[i].summary);
+        fputs("  help     show the help of a command\n"
+              "\n" GLOBAL_OPTIONS_HELP "      --version    show the version\n"
+              "\n"
+              "Environment: SBX_URL, SBX_KEY. Exit status: 0 ok, 1 error, 2 usage error;\n"
+              "exec exits with the command's status. Run 'sbx COMMAND --help' for more.\n",
+              f);
+}
+
+/* The option getopt just rejected, as the user typed it, for messages. */
+static const char *bad_option(char *const *argv, char *buf, size_t size)
+{
+        const char *arg = optind > 0 ? argv[optind - 1] : NULL;
+
+        if (arg && strncmp(arg, "--", 2) == 0) {
+                snprintf(buf, size, "%.*s", (int)strcspn(arg, "="), arg);
+                return buf;
+        }
+        if (optopt > 0 && optopt < 0x80) {
+                snprintf(buf, size, "-%c", optopt);
+                return buf;
+        }
+        return arg ? arg : "?";
+}
+
+int cli_common_option(struct cli *cli, const char *verb, int c, char *const *argv, struct cli_err *err)
+{
+        const char *arg = optind > 0 ? argv[optind - 1] : NULL;
+        char name[64], see[64];
+
+        if (verb)
+                snprintf(see, sizeof see, "see 'sbx %s --help'", verb);
+        else
+                snprintf(see, sizeof see, "see 'sbx --help'");
+
+        switch (c) {
+        case OPT_URL:
+                cli->url = optarg;
+                return 0;
+        case OPT_KEY:
+                cli->key = optarg;
+                return 0;
+        case OPT_JSON:
+                cli->json = true;
+                return 0;
+        case 'h':
+                cli_usage(verb, stdout);
+                return 1;
+        case ':':
+                return cli_err_set(err, -CLI_E_USAGE, "option '%s' needs a value (%s)",
+                                   bad_option(argv, name, sizeof name), see);
+        case '?':
+                /* glibc sets optopt to the option's value when a long option got "=value" it
+                 * does not take, and to 0 when the option is unknown. */
+                if (optopt != 0 && arg && strncmp(arg, "--", 2) == 0 && strchr(arg, '='))
+                        return cli_err_set(err, -CLI_E_USAGE, "option '%s' takes no value (%s)",
+                                           bad_option(argv, name, sizeof name), see);
+                return cli_err_set(err, -CLI_E_USAGE, "unknown option '%s' (%s)", bad_option(argv, name, sizeof name),
+                                   see);
+        default:
+                return cli_err_set(err, -CLI_E_USAGE, "unhandled option %d (%s)", c, see);
+        }
+}
+
+int cli_client(struct cli *cli, struct client **ret, struct cli_err *err)
+{
+        int r;
+
+        if (!cli->client) {
+                r = client_new(cli->url, cli->key, &cli->client, err);
+                if (r < 0)
+                        return r;
+        }
+        *ret = cli->client;
+        return 0;
+}
+
+int cli_parse_kv(const char *opt, const char *s, json_t *obj, struct cli_err *err)
+{
+        const char *eq = strchr(s, '=');
+        _cleanup_free_ char *key = NULL;
+        json_t *v;
+
+        if (!obj)
+                return cli_err_set(err, -ENOMEM, "out of memory");
+        if (!eq || eq == s)
+                return cli_err_set(err, -CLI_E_USAGE, "option '--%s' expects KEY=VALUE, got '%s'", opt, s);
+        key = strndup(s, (size_t)(eq - s));
+        if (!key)
+                return cli_err_set(err, -ENOMEM, "out of memory");
+        v = json_string(eq + 1);
+        if (!v)
+                return cli_err_set(err, -CLI_E_USAGE, "option '--%s': '%s' is not valid UTF-8", opt, s);
+        if (json_object_set_new(obj, key, v) < 0)
+                return cli_err_set(err, -CLI_E_USAGE, "option '--%s': key '%s' is not valid UTF-8", opt, key);
+        return 0;
+}
+
+int cli_parse_int(const char *opt, const char *s, json_int_t *ret, struct cli_err *err)
+{
+        unsigned long long v;
+        char *end;
+
+        if (*s < '0' || *s > '9')
+                return cli_err_set(err, -CLI_E_USAGE, "option '--%s' expects a non-negative integer, got '%s'", opt, s);
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (*end != '\0')
+                return cli_err_set(err, -CLI_E_USAGE, "option '--%s' expects a non-negative integer, got '%s'", opt, s);
+        if (errno == ERANGE || v > (unsigned long long)LLONG_MAX)
+                return cli_err_set(err, -CLI_E_USAGE, "option '--%s': '%s' is too large", opt, s);
+        *ret = (json_int_t)v;
+        return 0;
+}
+
+int cli_parse_number(const char *opt, const char *s, double *ret, struct cli_err *err)
+{
+        double v;
+        char *end;
+
+        errno = 0;
+        v = strtod(s, &end);
+        if (end == s || *end != '\0' || errno == ERANGE || !isfinite(v))
+                return cli_err_set(err, -CLI_E_USAGE, "option '--%s' expects a number, got '%s'", opt, s);
+        *ret = v;
+        return 0;
+}
+
+static const char *env_nonempty(const char *name)
+{
+        const char *v = getenv(name);
+
+        return v && *v ? v : NULL;
+}
+
+/* Global options up to the command; returns the index of the command in argv, 0 if the process
+ * should exit 0 now (help, version), or a negative code. */
+static int parse_global(struct cli *cli, int argc, char **argv, struct cli_err *err)
+{
+        static const struct option options[] = {
+                CLI_COMMON_OPTIONS,
+                { "version", no_argument, NULL, OPT_VERSION },
+                {},
+        };
+        int c, r;
+
+        opterr = 0;
+        /* '+': stop at the command; its own options are parsed by the verb */
+        while ((c = getopt_long(argc, argv, "+:h", options, NULL)) != -1) {
+                if (c == OPT_VERSION) {
+                        printf("sbx %s\n", SBX_CLI_VERSION);
+                        return 0;
+                }
+                r = cli_common_option(cli, NULL, c, argv, err);
+                if (r < 0)
+                        return r;
+                if (r > 0)
+                        return 0;
+        }
+        if (optind >= argc)
+                return cli_err_set(err, -CLI_E_USAGE, "missing command (see 'sbx --help')");
+        return optind;
+}
+
+static int run(struct cli *cli, int argc, char **argv, struct cli_err *err)
+{
+        const struct verb *v;
+        int first;
+
+        first = parse_global(cli, argc, argv, err);
+        if (first <= 0)
+                return first;
+
+        if (strcmp(argv[first], "help") == 0) {
+                if (first + 1 < argc && !verb_find(argv[first + 1]))
+                        return cli_err_set(err, -CLI_E_USAGE, "unknown command '%s' (see 'sbx --help')",
+                                           argv[first + 1]);
+                cli_usage(first + 1 < argc ? argv[first + 1] : NULL, stdout);
+                return 0;
+        }
+        v = verb_find(argv[first]);
+        if (!v)
+                return cli_err_set(err, -CLI_E_USAGE, "unknown command '%s' (see 'sbx --help')", argv[first]);
+
+        optind = 0; /* glibc: start afresh, argv[0] of the verb is its name */
+        return v->run(cli, argc - first, argv + first, err);
+}
+
+int main(int argc, char **argv)
+{
+        struct cli cli = {
+                .url = env_nonempty("SBX_URL") ?: SBX_CLI_DEFAULT_URL,
+                .key = env_nonempty("SBX_KEY"),
+        };
+        struct cli_err err = {};
+        int r;
+
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+                output_errorf("cannot initialise libcurl");
+                return CLI_EXIT_FAILURE;
+        }
+        r = run(&cli, argc, argv, &err);
+        cli.client = client_free(cli.client);
+        curl_global_cleanup();
+
+        if (r < 0) {
+                (void)fflush(stdout);
+                if (err.code != 0)
+                        output_errorf("%s", err.msg);
+                else
+                        output_errorf("%s", strerror(-r));
+                return r == -CLI_E_USAGE ? CLI_EXIT_USAGE : CLI_EXIT_FAILURE;
+        }
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+                output_errorf("cannot write to standard output: %s", strerror(errno));
+                return CLI_EXIT_FAILURE;
+        }
+        return r;
+}

@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Private to src/core/: the manager's and each live sandbox's state. */
+#pragma once
+
+#include <limits.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include "core/manager.h"
+#include "sandbox/cgroup.h"
+#include "sandbox/init-client.h"
+#include "sandbox/sandbox.h"
+
+#define SANDBOX_HASH_SIZE 4096
+
+enum op_kind {
+        OP_CREATE,
+        OP_START,
+        OP_STOP,
+        OP_DELETE,
+};
+
+/* One asynchronous lifecycle operation in flight on a sandbox (at most one at a time). */
+struct op {
+        enum op_kind kind;
+        struct sandbox *sb;              /* holds a ref */
+        manager_done_fn done;            /* may be NULL (internal: timers) */
+        void *data;
+        uv_work_t work;
+        int r;
+        struct sbx_err err;
+        struct sandbox_proc proc;        /* OP_CREATE/OP_START result */
+        struct template_info tmpl;
+        char reason[SBX_MAX_REASON];     /* state reason to record when done (stop/delete by timer) */
+        uint64_t t0;
+        unsigned wait_rounds;            /* polls for an empty cgroup after a kill */
+};
+
+struct sandbox {
+        unsigned refs;
+        struct manager *m;
+        struct sandbox *hnext;
+        struct sandbox_record rec;
+        struct sandbox_spec spec;        /* parsed from rec.spec_json */
+        char dir[PATH_MAX];              /* <data>/sandboxes/<id> */
+
+        int pidfd;                       /* owned, -EBADF when not running */
+        uv_poll_t pidfd_poll;
+        bool pidfd_poll_init;
+
+        int ctl_fd;                      /* owned: connection to sbx-init */
+        uv_poll_t ctl_poll;
+        bool ctl_poll_init;
+
+        struct exec_handle *execs;       /* in flight */
+        unsigned n_execs;
+        uint64_t exec_seq;
+
+        struct op *op;                   /* lifecycle operation in flight, or NULL */
+        uv_timer_t lifetime_timer, idle_timer, wait_timer;
+        bool removed;                    /* out of the hash table; freed when refs drop to 0 */
+};
+
+struct manager {
+        uv_loop_t *loop;
+        struct store *store;
+        struct template_store *templates;
+        struct cgroup_root cg;
+        char data_dir[PATH_MAX];
+        char sandboxes_dir[PATH_MAX];
+        char instance[32];
+        int init_exe_fd;
+        struct sandbox *table[SANDBOX_HASH_SIZE];
+        unsigned n_live;
+        unsigned char *slots;            /* uid slot bitmap (1 = used) */
+};
+
+struct sandbox *manager__find(struct manager *m, const char *id);
+/* New sandbox object from a record (copied); inserted into the table. */
+int manager__adopt_record(struct manager *m, const struct sandbox_record *rec, struct sandbox **ret,
+                          struct sbx_err *err);
+void sandbox_ref(struct sandbox *sb);
+void sandbox_unref(struct sandbox *sb);
+/* Persist rec (updated_ms set); logs nothing: failures are returned. */
+int sandbox__save(struct sandbox *sb, struct sbx_err *err);
+void sandbox__set_state(struct sandbox *sb, enum sandbox_state st, const char *reason);
+/* Start watching a running sandbox: pidfd + control connection + timers. */
+int sandbox__attach_running(struct sandbox *sb, int pidfd, struct sbx_err *err);
+/* Kill everything, detach handles, remove cgroups (best effort, bounded wait). Synchronous. */
+void sandbox__teardown_sync(struct sandbox *sb);
+void sandbox__close_ctl(struct sandbox *sb);
+void sandbox__remove(struct sandbox *sb);
+json_t *sandbox__to_json(const struct sandbox *sb);
+void sandbox__idle_touch(struct sandbox *sb);
+
+/* exec.c */
+void exec__on_ctl_message(struct sandbox *sb, struct init_client_msg *msg);
+void exec__fail_all(struct sandbox *sb, const char *why);

@@ -1,0 +1,885 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The sandbox manager: lifecycle state machine (create, stop, start, delete), timers, the watch on
+ * each sandbox's PID 1 and its sbx-init control connection. Runs on the loop thread; namespace
+ * setup and directory removal run on the libuv worker pool. See manager.h.
+ */
+#include "manager.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/json.h"
+#include "common/util.h"
+#include "core/metrics.h"
+#include "manager-internal.h"
+
+#define TEARDOWN_WAIT_MS 3000     /* how long a stop waits for the sandbox's processes to vanish */
+#define TEARDOWN_POLL_MS 2
+
+static unsigned hash_id(const char *id)
+{
+        unsigned h = 2166136261u;
+
+        for (; *id; id++)
+                h = (h ^ (unsigned char)*id) * 16777619u;
+        return h % SANDBOX_HASH_SIZE;
+}
+
+struct sandbox *manager__find(struct manager *m, const char *id)
+{
+        for (struct sandbox *s = m->table[hash_id(id)]; s; s = s->hnext)
+                if (strcmp(s->rec.id, id) == 0)
+                        return s;
+        return NULL;
+}
+
+static void slot_set(struct manager *m, uint32_t slot, bool used)
+{
+        if (slot >= SBX_MAX_UID_SLOTS)
+                return;
+        if (used)
+                m->slots[slot / 8] |= (unsigned char)(1u << (slot % 8));
+        else
+                m->slots[slot / 8] &= (unsigned char)~(1u << (slot % 8));
+}
+
+static int slot_alloc(struct manager *m, uint32_t *ret)
+{
+        for (uint32_t i = 0; i < SBX_MAX_UID_SLOTS; i++)
+                if (!(m->slots[i / 8] & (1u << (i % 8)))) {
+                        slot_set(m, i, true);
+                        *ret = i;
+                        return 0;
+                }
+        return -ENOSPC;
+}
+
+void sandbox_ref(struct sandbox *sb)
+{
+        sb->refs++;
+}
+
+void sandbox_unref(struct sandbox *sb)
+{
+        if (!sb || --sb->refs > 0)
+                return;
+        sandbox_record_release(&sb->rec);
+        sandbox_spec_release(&sb->spec);
+        free(sb);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+        sandbox_unref(h->data);
+}
+
+static void close_handle(struct sandbox *sb, uv_handle_t *h)
+{
+        if (uv_is_closing(h))
+                return;
+        sandbox_ref(sb);
+        h->data = sb;
+        uv_close(h, on_handle_closed);
+}
+
+int manager__adopt_record(struct manager *m, const struct sandbox_record *rec, struct sandbox **ret,
+                          struct sbx_err *err)
+{
+        _cleanup_free_ struct sandbox *sb = calloc(1, sizeof *sb);
+        json_t *spec_json;
+        json_error_t jerr;
+        int r;
+
+        if (!sb)
+                return -ENOMEM;
+        sb->refs = 1;
+        sb->m = m;
+        sb->pidfd = -EBADF;
+        sb->ctl_fd = -EBADF;
+        r = sandbox_record_copy(&sb->rec, rec);
+        if (r < 0)
+                return r;
+        spec_json = json_loads(rec->spec_json ? rec->spec_json : "{}", JSON_REJECT_DUPLICATES, &jerr);
+        if (spec_json) {
+                /* the stored canonical form carries template and name too; parse the rest */
+                json_object_del(spec_json, "template");
+                json_object_del(spec_json, "name");
+                r = sandbox_spec_parse(spec_json, &sb->spec, err);
+                json_decref(spec_json);
+        } else
+                r = sbx_err_set(err, -SBX_E_INTERNAL, "stored spec of '%s' is not JSON: %s", rec->id, jerr.text);
+        if (r < 0) {
+                sandbox_record_release(&sb->rec);
+                return r;
+        }
+        if ((size_t)snprintf(sb->dir, sizeof sb->dir, "%s/%.*s", m->sandboxes_dir, SBX_ID_MAX, rec->id) >=
+            sizeof sb->dir) {
+                sandbox_record_release(&sb->rec);
+                sandbox_spec_release(&sb->spec);
+                return sbx_err_set(err, -ENAMETOOLONG, "sandbox dir path too long");
+        }
+        uv_timer_init(m->loop, &sb->lifetime_timer);
+        uv_timer_init(m->loop, &sb->idle_timer);
+        uv_timer_init(m->loop, &sb->wait_timer);
+        sb->lifetime_timer.data = sb->idle_timer.data = sb->wait_timer.data = sb;
+        unsigned h = hash_id(rec->id);
+        sb->hnext = m->table[h];
+        m->table[h] = sb;
+        m->n_live++;
+        slot_set(m, rec->uid_slot, true);
+        *ret = TAKE_PTR(sb);
+        return 0;
+}
+
+/* Out of the table and the slot map; handles closed; freed when the last ref goes. */
+void sandbox__remove(struct sandbox *sb)
+{
+        struct manager *m = sb->m;
+        struct sandbox **pp = &m->table[hash_id(sb->rec.id)];
+
+        if (sb->removed)
+                return;
+        for (; *pp; pp = &(*pp)->hnext)
+                if (*pp == sb) {
+                        *pp = sb->hnext;
+                        break;
+                }
+        sb->removed = true;
+        m->n_live--;
+        slot_set(m, sb->rec.uid_slot, false);
+        sandbox__close_ctl(sb);
+        if (sb->pidfd_poll_init)
+                close_handle(sb, (uv_handle_t *)&sb->pidfd_poll);
+        sb->pidfd = safe_close(sb->pidfd);
+        close_handle(sb, (uv_handle_t *)&sb->lifetime_timer);
+        close_handle(sb, (uv_handle_t *)&sb->idle_timer);
+        close_handle(sb, (uv_handle_t *)&sb->wait_timer);
+        sandbox_unref(sb);
+}
+
+int sandbox__save(struct sandbox *sb, struct sbx_err *err)
+{
+        sb->rec.updated_ms = now_realtime_ms();
+        return sb->m->store->ops->sandbox_update(sb->m->store, &sb->rec, err);
+}
+
+void sandbox__set_state(struct sandbox *sb, enum sandbox_state st, const char *reason)
+{
+        struct sbx_err err = { 0 };
+
+        sb->rec.state = st;
+        snprintf(sb->rec.state_reason, sizeof sb->rec.state_reason, "%s", reason ? reason : "");
+        if (sandbox__save(sb, &err) < 0)
+                /* the in-memory state stays authoritative; the next save retries */
+                (void)sb->m->store->ops->event_append(sb->m->store, sb->rec.id, "store.error", NULL, &err);
+        (void)sb->m->store->ops->event_append(sb->m->store, sb->rec.id, "sandbox.state",
+                                              NULL, &(struct sbx_err){ 0 });
+}
+
+static void put_time(json_t *o, const char *key, uint64_t ms)
+{
+        char buf[40];
+
+        if (!ms) {
+                json_object_set_new(o, key, json_null());
+                return;
+        }
+        format_rfc3339_ms(ms, buf, sizeof buf);
+        json_object_set_new(o, key, json_string(buf));
+}
+
+json_t *sandbox__to_json(const struct sandbox *sb)
+{
+        const struct sandbox_record *r = &sb->rec;
+        json_t *o = json_object(), *spec = sandbox_spec_to_json(&sb->spec), *meta;
+
+        if (!o || !spec) {
+                json_decref(o);
+                json_decref(spec);
+                return NULL;
+        }
+        json_object_set_new(o, "id", json_string(r->id));
+        json_object_set_new(o, "name", r->name[0] ? json_string(r->name) : json_null());
+        json_object_set_new(o, "state", json_string(sandbox_state_to_string(r->state)));
+        json_object_set_new(o, "stateReason", r->state_reason[0] ? json_string(r->state_reason) : json_null());
+        json_object_set_new(o, "template", json_string(r->template_name));
+        put_time(o, "createdAt", r->created_ms);
+        put_time(o, "startedAt", r->started_ms);
+        put_time(o, "updatedAt", r->updated_ms);
+        json_object_set(o, "env", json_object_get(spec, "env"));
+        meta = json_loads(r->metadata_json ? r->metadata_json : "{}", 0, NULL);
+        json_object_set_new(o, "metadata", meta ? meta : json_object());
+        json_object_set(o, "resources", json_object_get(spec, "resources"));
+        json_object_set(o, "timeout", json_object_get(spec, "timeout"));
+        put_time(o, "expiresAt", sb->spec.lifetime_s ? r->created_ms + sb->spec.lifetime_s * 1000 : 0);
+        json_decref(spec);
+        return o;
+}
+
+/* ---------- completion of operations ---------- */
+
+static void op_finish(struct op *op, int r, const struct sbx_err *err, json_t *result)
+{
+        struct sandbox *sb = op->sb;
+
+        if (sb->op == op)
+                sb->op = NULL;
+        if (op->done)
+                op->done(op->data, r, err, result);
+        else
+                json_decref(result);
+        sandbox_unref(sb);
+        free(op);
+}
+
+static void op_finish_sandbox(struct op *op)
+{
+        op_finish(op, 0, NULL, sandbox__to_json(op->sb));
+}
+
+/* ---------- running sandboxes: pidfd and control connection ---------- */
+
+static void on_pid1_exit(uv_poll_t *h, int status, int events);
+
+static void on_ctl_readable(uv_poll_t *h, int status, int events)
+{
+        struct sandbox *sb = h->data;
+
+        sandbox_ref(sb);
+        for (unsigned n = 0; n < 64 && sb->ctl_fd >= 0; n++) {
+                struct init_client_msg msg;
+                int r;
+
+                init_client_msg_init(&msg);
+                r = init_client_recv(sb->ctl_fd, &msg);
+                if (r == -EAGAIN)
+                        break;
+                if (r < 0) {
+                        /* sbx-init went away or broke the protocol: in-flight execs cannot finish */
+                        sandbox__close_ctl(sb);
+                        exec__fail_all(sb, r == -EBADMSG ? "sbx-init sent a malformed message"
+                                                         : "the sandbox's init process went away");
+                        break;
+                }
+                exec__on_ctl_message(sb, &msg);
+                init_client_msg_release(&msg);
+        }
+        sandbox_unref(sb);
+}
+
+void sandbox__close_ctl(struct sandbox *sb)
+{
+        if (sb->ctl_poll_init) {
+                uv_poll_stop(&sb->ctl_poll);
+                close_handle(sb, (uv_handle_t *)&sb->ctl_poll);
+                sb->ctl_poll_init = false;
+        }
+        sb->ctl_fd = safe_close(sb->ctl_fd);
+}
+
+static void on_lifetime(uv_timer_t *t);
+static void on_idle(uv_timer_t *t);
+
+void sandbox__idle_touch(struct sandbox *sb)
+{
+        if (!sb->spec.idle_s || sb->removed || sb->rec.state != SANDBOX_RUNNING)
+                return;
+        uv_timer_start(&sb->idle_timer, on_idle, sb->spec.idle_s * 1000, 0);
+}
+
+int sandbox__attach_running(struct sandbox *sb, int pidfd, struct sbx_err *err)
+{
+        struct manager *m = sb->m;
+        _cleanup_close_ int netns = -EBADF;
+        char path[64];
+        int r;
+
+        sb->pidfd = pidfd;
+        r = uv_poll_init(m->loop, &sb->pidfd_poll, sb->pidfd);
+        if (r < 0)
+                return sbx_err_set(err, -EIO, "cannot watch sandbox PID 1: %s", uv_strerror(r));
+        sb->pidfd_poll_init = true;
+        sb->pidfd_poll.data = sb;
+        uv_poll_start(&sb->pidfd_poll, UV_READABLE, on_pid1_exit);
+
+        snprintf(path, sizeof path, "/proc/%lld/ns/net", (long long)sb->rec.init_pid);
+        netns = open(path, O_RDONLY | O_CLOEXEC);
+        if (netns < 0)
+                return sbx_err_set(err, -errno, "cannot open the sandbox's network namespace: %m");
+        r = init_client_connect(netns, &sb->ctl_fd);
+        if (r < 0)
+                return sbx_err_set(err, r, "cannot connect to sbx-init: %s", strerror(-r));
+        r = uv_poll_init(m->loop, &sb->ctl_poll, sb->ctl_fd);
+        if (r < 0)
+                return sbx_err_set(err, -EIO, "cannot watch the sbx-init connection: %s", uv_strerror(r));
+        sb->ctl_poll_init = true;
+        sb->ctl_poll.data = sb;
+        uv_poll_start(&sb->ctl_poll, UV_READABLE | UV_DISCONNECT, on_ctl_readable);
+
+        if (sb->spec.lifetime_s) {
+                uint64_t deadline = sb->rec.created_ms + sb->spec.lifetime_s * 1000, now = now_realtime_ms();
+                uv_timer_start(&sb->lifetime_timer, on_lifetime, deadline > now ? deadline - now : 0, 0);
+        }
+        sandbox__idle_touch(sb);
+        return 0;
+}
+
+/* Reap PID 1 if it is our child (it is not after an sbxd restart: then ECHILD, which is fine). */
+static void reap_pid1(struct sandbox *sb)
+{
+        siginfo_t si;
+
+        if (sb->pidfd >= 0)
+                (void)waitid((idtype_t)3 /* P_PIDFD */, (id_t)sb->pidfd, &si, WEXITED | WNOHANG);
+}
+
+static void detach_running(struct sandbox *sb)
+{
+        reap_pid1(sb);
+        if (sb->pidfd_poll_init) {
+                uv_poll_stop(&sb->pidfd_poll);
+                close_handle(sb, (uv_handle_t *)&sb->pidfd_poll);
+                sb->pidfd_poll_init = false;
+        }
+        sb->pidfd = safe_close(sb->pidfd);
+        sandbox__close_ctl(sb);
+        uv_timer_stop(&sb->lifetime_timer);
+        uv_timer_stop(&sb->idle_timer);
+        sb->rec.init_pid = 0;
+        sb->rec.init_start_time = 0;
+}
+
+void sandbox__teardown_sync(struct sandbox *sb)
+{
+        const struct cgroup_root *cg = &sb->m->cg;
+        uint64_t deadline = now_usec() + TEARDOWN_WAIT_MS * 1000ULL;
+
+        (void)cgroup_kill(cg, sb->rec.id);
+        if (sb->rec.init_pid > 0) {
+                int fd = -EBADF;
+                if (proc_pidfd_verified((pid_t)sb->rec.init_pid, sb->rec.init_start_time, &fd) == 0) {
+                        (void)syscall(SYS_pidfd_send_signal, fd, SIGKILL, NULL, 0);
+                        fd = safe_close(fd);
+                }
+        }
+        while (cgroup_populated(cg, sb->rec.id) && now_usec() < deadline)
+                usleep(TEARDOWN_POLL_MS * 1000);
+        exec__fail_all(sb, "the sandbox stopped");
+        detach_running(sb);
+        (void)cgroup_destroy(cg, sb->rec.id);
+}
+
+/* ---------- worker-pool steps ---------- */
+
+static void work_launch(uv_work_t *w)
+{
+        struct op *op = w->data;
+        struct sandbox *sb = op->sb;
+        struct manager *m = sb->m;
+        uid_t uid = SBX_UID_BASE + sb->rec.uid_slot * SBX_UID_RANGE;
+        struct cgroup_limits lim = {
+                .memory_bytes = sb->spec.memory_mib << 20,
+                .cpu = sb->spec.cpu,
+                .pids = sb->spec.pids,
+        };
+        struct sandbox_launch l = {
+                .id = sb->rec.id,
+                .lower = op->tmpl.rootfs,
+                .dir = sb->dir,
+                .uid_base = uid,
+                .init_exe_fd = m->init_exe_fd,
+                .cg = &m->cg,
+                .cg_name = sb->rec.id,
+                .tmp_size = lim.memory_bytes / 2,
+        };
+
+        for (size_t i = 0; i < op->tmpl.n_binds && i < SBX_SANDBOX_MAX_BINDS; i++) {
+                l.binds[i].source = op->tmpl.binds[i].source;
+                l.binds[i].target = op->tmpl.binds[i].target;
+                l.n_binds++;
+        }
+        op->r = sandbox_dirs_prepare(sb->dir, uid, &op->err);
+        if (op->r >= 0)
+                op->r = cgroup_create(&m->cg, sb->rec.id, &lim, uid, &op->err);
+        if (op->r >= 0)
+                op->r = sandbox_launch(&l, &op->proc, &op->err);
+        if (op->r < 0) {
+                (void)cgroup_destroy(&m->cg, sb->rec.id);
+                if (op->kind == OP_CREATE)
+                        (void)sandbox_dirs_remove(sb->dir);
+        }
+}
+
+static void after_launch(uv_work_t *w, int status)
+{
+        struct op *op = w->data;
+        struct sandbox *sb = op->sb;
+        uint64_t usec = now_usec() - op->t0;
+        int r = op->r;
+
+        if (r >= 0) {
+                sb->rec.init_pid = op->proc.pid;
+                sb->rec.init_start_time = op->proc.start_time;
+                sb->rec.started_ms = now_realtime_ms();
+                r = sandbox__attach_running(sb, op->proc.pidfd, &op->err);
+                if (r < 0) {
+                        sandbox__teardown_sync(sb);
+                        if (op->kind == OP_CREATE)
+                                (void)sandbox_dirs_remove(sb->dir);
+                }
+        }
+        if (op->kind == OP_CREATE)
+                metrics_create(r >= 0, usec);
+        if (r < 0) {
+                sandbox__set_state(sb, op->kind == OP_CREATE ? SANDBOX_FAILED : SANDBOX_STOPPED, op->err.msg);
+                op_finish(op, r, &op->err, NULL);
+                return;
+        }
+        sandbox__set_state(sb, SANDBOX_RUNNING, NULL);
+        op_finish_sandbox(op);
+}
+
+static void work_remove_dirs(uv_work_t *w)
+{
+        struct op *op = w->data;
+
+        op->r = sandbox_dirs_remove(op->sb->dir);
+}
+
+static void after_remove_dirs(uv_work_t *w, int status)
+{
+        struct op *op = w->data;
+        struct sandbox *sb = op->sb;
+
+        /* a removal failure leaves files behind; recovery retries it at the next start */
+        sb->rec.deleted_ms = now_realtime_ms();
+        sandbox__set_state(sb, SANDBOX_DELETED, op->reason[0] ? op->reason : NULL);
+        sandbox__remove(sb);
+        op_finish(op, 0, NULL, NULL);
+}
+
+/* ---------- stop / delete: kill, wait for the cgroup to empty, clean up ---------- */
+
+static void after_stopped(struct op *op)
+{
+        struct sandbox *sb = op->sb;
+
+        exec__fail_all(sb, "the sandbox stopped");
+        detach_running(sb);
+        (void)cgroup_destroy(&sb->m->cg, sb->rec.id);
+        if (op->kind == OP_DELETE) {
+                op->work.data = op;
+                if (uv_queue_work(sb->m->loop, &op->work, work_remove_dirs, after_remove_dirs) < 0)
+                        after_remove_dirs(&op->work, 0);
+                return;
+        }
+        sandbox__set_state(sb, SANDBOX_STOPPED, op->reason[0] ? op->reason : NULL);
+        op_finish_sandbox(op);
+}
+
+static void on_wait_empty(uv_timer_t *t)
+{
+        struct sandbox *sb = t->data;
+        struct op *op = sb->op;
+
+        if (!op)
+                return;
+        if (cgroup_populated(&sb->m->cg, sb->rec.id) && ++op->wait_rounds < TEARDOWN_WAIT_MS / TEARDOWN_POLL_MS) {
+                uv_timer_start(&sb->wait_timer, on_wait_empty, TEARDOWN_POLL_MS, 0);
+                return;
+        }
+        after_stopped(op);
+}
+
+static void begin_kill(struct op *op)
+{
+        struct sandbox *sb = op->sb;
+
+        (void)cgroup_kill(&sb->m->cg, sb->rec.id);
+        if (sb->pidfd >= 0)
+                (void)syscall(SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0);
+        op->wait_rounds = 0;
+        uv_timer_start(&sb->wait_timer, on_wait_empty, 0, 0);
+}
+
+/* PID 1 exited. Expected during stop/delete; otherwise the sandbox died under us. */
+static void on_pid1_exit(uv_poll_t *h, int status, int events)
+{
+        struct sandbox *sb = h->data;
+        struct op *op;
+
+        uv_poll_stop(h);
+        if (sb->op && (sb->op->kind == OP_STOP || sb->op->kind == OP_DELETE))
+                return; /* on_wait_empty finishes it */
+        if (sb->op)
+                return; /* a launch in flight owns the state */
+        op = calloc(1, sizeof *op);
+        if (!op) {
+                sandbox__teardown_sync(sb);
+                sandbox__set_state(sb, SANDBOX_STOPPED, "the sandbox's init process exited");
+                return;
+        }
+        op->kind = OP_STOP;
+        op->sb = sb;
+        sandbox_ref(sb);
+        snprintf(op->reason, sizeof op->reason, "the sandbox's init process exited");
+        sb->op = op;
+        sandbox__set_state(sb, SANDBOX_STOPPING, op->reason);
+        begin_kill(op);
+}
+
+/* ---------- public operations ---------- */
+
+static struct op *op_new(struct sandbox *sb, enum op_kind kind, manager_done_fn done, void *data)
+{
+        struct op *op = calloc(1, sizeof *op);
+
+        if (!op)
+                return NULL;
+        op->kind = kind;
+        op->sb = sb;
+        op->done = done;
+        op->data = data;
+        op->t0 = now_usec();
+        op->work.data = op;
+        sandbox_ref(sb);
+        sb->op = op;
+        return op;
+}
+
+/* NULL (and err filled) if there is no live sandbox with that id. */
+static struct sandbox *lookup(struct manager *m, const char *id, struct sbx_err *err)
+{
+        struct sandbox *sb = sbx_id_valid("sbx_", id) ? manager__find(m, id) : NULL;
+
+        if (!sb)
+                (void)sbx_err_setr(err, -SBX_E_NOT_FOUND, "sandbox_not_found", "sandbox '%.64s' not found", id);
+        return sb;
+}
+
+static int busy_error(struct sandbox *sb, struct sbx_err *err)
+{
+        return sbx_err_setr(err, -SBX_E_CONFLICT, "invalid_state", "sandbox '%s' is %s; try again when it settles",
+                            sb->rec.id, sandbox_state_to_string(sb->rec.state));
+}
+
+int manager_create(struct manager *m, struct sandbox_spec *spec, manager_done_fn done, void *data,
+                   struct sbx_err *err)
+{
+        struct sandbox_record rec = { 0 };
+        struct template_info tmpl;
+        struct sandbox *sb;
+        struct op *op;
+        json_t *spec_json;
+        int r;
+
+        r = template_lookup(m->templates, spec->template_name, &tmpl, err);
+        if (r < 0) {
+                if (r == -SBX_E_UNAVAILABLE)
+                        (void)template_build(m->templates, spec->template_name, NULL, NULL, NULL, NULL);
+                return r;
+        }
+        if (m->n_live >= SBX_MAX_SANDBOXES)
+                return sbx_err_setr(err, -SBX_E_LIMIT, "limit_exceeded", "at most %d sandboxes may exist at once",
+                                    SBX_MAX_SANDBOXES);
+        r = sbx_id_new("sbx_", rec.id, sizeof rec.id);
+        if (r < 0)
+                return sbx_err_set(err, r, "cannot generate an id: %s", strerror(-r));
+        r = slot_alloc(m, &rec.uid_slot);
+        if (r < 0)
+                return sbx_err_setr(err, -SBX_E_LIMIT, "limit_exceeded", "no free user id range");
+        snprintf(rec.name, sizeof rec.name, "%s", spec->name);
+        snprintf(rec.template_name, sizeof rec.template_name, "%s", spec->template_name);
+        rec.state = SANDBOX_CREATING;
+        rec.created_ms = rec.updated_ms = now_realtime_ms();
+        spec_json = sandbox_spec_to_json(spec);
+        rec.spec_json = spec_json ? json_dump_compact(spec_json) : NULL;
+        rec.metadata_json = spec->metadata ? json_dump_compact(spec->metadata) : strdup("{}");
+        json_decref(spec_json);
+        if (!rec.spec_json || !rec.metadata_json) {
+                slot_set(m, rec.uid_slot, false);
+                sandbox_record_release(&rec);
+                return -ENOMEM;
+        }
+        r = m->store->ops->sandbox_insert(m->store, &rec, err);
+        if (r < 0) {
+                slot_set(m, rec.uid_slot, false);
+                sandbox_record_release(&rec);
+                return r;
+        }
+        r = manager__adopt_record(m, &rec, &sb, err);
+        sandbox_record_release(&rec);
+        if (r < 0)
+                return r;
+        (void)m->store->ops->event_append(m->store, sb->rec.id, "sandbox.created", NULL, &(struct sbx_err){ 0 });
+        op = op_new(sb, OP_CREATE, done, data);
+        if (!op) {
+                sandbox__set_state(sb, SANDBOX_FAILED, "out of memory");
+                return -ENOMEM;
+        }
+        op->tmpl = tmpl;
+        r = uv_queue_work(m->loop, &op->work, work_launch, after_launch);
+        if (r < 0) {
+                sandbox__set_state(sb, SANDBOX_FAILED, "cannot queue the launch");
+                sb->op = NULL;
+                sandbox_unref(sb);
+                free(op);
+                return sbx_err_set(err, -EIO, "cannot queue the launch: %s", uv_strerror(r));
+        }
+        return 0;
+}
+
+int manager_stop(struct manager *m, const char *id, manager_done_fn done, void *data, struct sbx_err *err)
+{
+        struct sandbox *sb = NULL;
+        struct op *op;
+
+        sb = lookup(m, id, err);
+        if (!sb)
+                return -SBX_E_NOT_FOUND;
+        if (sb->op)
+                return busy_error(sb, err);
+        if (sb->rec.state == SANDBOX_STOPPED) {
+                op = op_new(sb, OP_STOP, done, data);
+                if (!op)
+                        return -ENOMEM;
+                op_finish_sandbox(op); /* stopping a stopped sandbox is a no-op */
+                return 0;
+        }
+        if (sb->rec.state != SANDBOX_RUNNING)
+                return busy_error(sb, err);
+        op = op_new(sb, OP_STOP, done, data);
+        if (!op)
+                return -ENOMEM;
+        sandbox__set_state(sb, SANDBOX_STOPPING, NULL);
+        begin_kill(op);
+        return 0;
+}
+
+int manager_start(struct manager *m, const char *id, manager_done_fn done, void *data, struct sbx_err *err)
+{
+        struct template_info tmpl;
+        struct sandbox *sb = NULL;
+        struct op *op;
+        int r;
+
+        sb = lookup(m, id, err);
+        if (!sb)
+                return -SBX_E_NOT_FOUND;
+        if (sb->op)
+                return busy_error(sb, err);
+        if (sb->rec.state == SANDBOX_RUNNING) {
+                op = op_new(sb, OP_START, done, data);
+                if (!op)
+                        return -ENOMEM;
+                op_finish_sandbox(op);
+                return 0;
+        }
+        if (sb->rec.state != SANDBOX_STOPPED)
+                return busy_error(sb, err);
+        r = template_lookup(m->templates, sb->rec.template_name, &tmpl, err);
+        if (r < 0)
+                return r;
+        op = op_new(sb, OP_START, done, data);
+        if (!op)
+                return -ENOMEM;
+        op->tmpl = tmpl;
+        sandbox__set_state(sb, SANDBOX_STARTING, NULL);
+        r = uv_queue_work(m->loop, &op->work, work_launch, after_launch);
+        if (r < 0) {
+                sandbox__set_state(sb, SANDBOX_STOPPED, NULL);
+                sb->op = NULL;
+                sandbox_unref(sb);
+                free(op);
+                return sbx_err_set(err, -EIO, "cannot queue the start: %s", uv_strerror(r));
+        }
+        return 0;
+}
+
+static int delete_internal(struct sandbox *sb, manager_done_fn done, void *data, const char *reason,
+                           struct sbx_err *err)
+{
+        struct op *op;
+
+        if (sb->op)
+                return busy_error(sb, err);
+        op = op_new(sb, OP_DELETE, done, data);
+        if (!op)
+                return -ENOMEM;
+        if (reason)
+                snprintf(op->reason, sizeof op->reason, "%s", reason);
+        if (sb->rec.state == SANDBOX_RUNNING) {
+                sandbox__set_state(sb, SANDBOX_STOPPING, reason);
+                begin_kill(op);
+        } else
+                after_stopped(op);
+        return 0;
+}
+
+int manager_delete(struct manager *m, const char *id, manager_done_fn done, void *data, struct sbx_err *err)
+{
+        struct sandbox *sb = NULL;
+
+        sb = lookup(m, id, err);
+        if (!sb)
+                return -SBX_E_NOT_FOUND;
+        return delete_internal(sb, done, data, NULL, err);
+}
+
+static void on_lifetime(uv_timer_t *t)
+{
+        struct sandbox *sb = t->data;
+
+        if (!sb->op)
+                (void)delete_internal(sb, NULL, NULL, "lifetime expired", NULL);
+        else /* retry once the current operation settles */
+                uv_timer_start(t, on_lifetime, 1000, 0);
+}
+
+static void on_idle(uv_timer_t *t)
+{
+        struct sandbox *sb = t->data;
+        struct op *op;
+
+        if (sb->n_execs > 0 || sb->rec.state != SANDBOX_RUNNING)
+                return;
+        if (sb->op) {
+                uv_timer_start(t, on_idle, 1000, 0);
+                return;
+        }
+        op = op_new(sb, OP_STOP, NULL, NULL);
+        if (!op)
+                return;
+        snprintf(op->reason, sizeof op->reason, "idle timeout");
+        sandbox__set_state(sb, SANDBOX_STOPPING, op->reason);
+        begin_kill(op);
+}
+
+int manager_get(struct manager *m, const char *id, json_t **ret, struct sbx_err *err)
+{
+        struct sandbox *sb = NULL;
+
+        sb = lookup(m, id, err);
+        if (!sb)
+                return -SBX_E_NOT_FOUND;
+        *ret = sandbox__to_json(sb);
+        return *ret ? 0 : -ENOMEM;
+}
+
+int manager_list(struct manager *m, const struct sandbox_filter *f, json_t **ret, struct sbx_err *err)
+{
+        struct sandbox_record *recs = NULL;
+        size_t n = 0;
+        bool more = false;
+        json_t *arr, *o;
+        int r;
+
+        r = m->store->ops->sandbox_list(m->store, f, &recs, &n, &more, err);
+        if (r < 0)
+                return r;
+        arr = json_array();
+        for (size_t i = 0; i < n; i++) {
+                struct sandbox *sb = manager__find(m, recs[i].id);
+                /* live sandboxes answer from memory (it is fresher than the row); the rest are
+                 * deleted rows when a state filter asks for them */
+                if (sb)
+                        json_array_append_new(arr, sandbox__to_json(sb));
+                else {
+                        struct sandbox tmp = { .rec = recs[i] };
+                        json_t *sj = json_loads(recs[i].spec_json ? recs[i].spec_json : "{}", 0, NULL);
+                        if (sj) {
+                                json_object_del(sj, "template");
+                                json_object_del(sj, "name");
+                                if (sandbox_spec_parse(sj, &tmp.spec, NULL) >= 0) {
+                                        json_array_append_new(arr, sandbox__to_json(&tmp));
+                                        sandbox_spec_release(&tmp.spec);
+                                }
+                                json_decref(sj);
+                        }
+                }
+        }
+        o = json_pack("{s:o,s:o}", "sandboxes", arr, "nextCursor",
+                      more && n > 0 ? json_string(recs[n - 1].id) : json_null());
+        for (size_t i = 0; i < n; i++)
+                sandbox_record_release(&recs[i]);
+        free(recs);
+        if (!o)
+                return -ENOMEM;
+        *ret = o;
+        return 0;
+}
+
+void manager_state_counts(struct manager *m, unsigned *counts)
+{
+        memset(counts, 0, sizeof(unsigned) * _SANDBOX_STATE_MAX);
+        for (unsigned i = 0; i < SANDBOX_HASH_SIZE; i++)
+                for (struct sandbox *s = m->table[i]; s; s = s->hnext)
+                        if (s->rec.state >= 0 && s->rec.state < _SANDBOX_STATE_MAX)
+                                counts[s->rec.state]++;
+}
+
+/* ---------- setup ---------- */
+
+int manager_new(uv_loop_t *loop, struct store *store, struct template_store *templates,
+                const struct manager_config *cfg, struct manager **ret, struct sbx_err *err)
+{
+        _cleanup_free_ struct manager *m = calloc(1, sizeof *m);
+        int r;
+
+        if (!m)
+                return -ENOMEM;
+        m->loop = loop;
+        m->store = store;
+        m->templates = templates;
+        m->init_exe_fd = -EBADF;
+        snprintf(m->data_dir, sizeof m->data_dir, "%s", cfg->data_dir);
+        snprintf(m->instance, sizeof m->instance, "%s", cfg->instance);
+        if ((size_t)snprintf(m->sandboxes_dir, sizeof m->sandboxes_dir, "%s/sandboxes", cfg->data_dir) >=
+            sizeof m->sandboxes_dir)
+                return sbx_err_set(err, -ENAMETOOLONG, "data dir path too long");
+        if (mkdir(m->sandboxes_dir, 0711) < 0 && errno != EEXIST)
+                return sbx_err_set(err, -errno, "cannot create '%s': %m", m->sandboxes_dir);
+        /* sandbox roots (mapped uids) must traverse it to reach their dirs */
+        if (chmod(m->sandboxes_dir, 0711) < 0)
+                return sbx_err_set(err, -errno, "cannot chmod '%s': %m", m->sandboxes_dir);
+        m->slots = calloc(SBX_MAX_UID_SLOTS / 8 + 1, 1);
+        if (!m->slots)
+                return -ENOMEM;
+        m->init_exe_fd = open(cfg->init_path, O_PATH | O_CLOEXEC);
+        if (m->init_exe_fd < 0) {
+                r = sbx_err_set(err, -errno, "cannot open sbx-init at '%s': %m", cfg->init_path);
+                free(m->slots);
+                return r;
+        }
+        r = cgroup_root_init(&m->cg, m->instance, err);
+        if (r < 0) {
+                free(m->slots);
+                close(m->init_exe_fd);
+                return r;
+        }
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+void manager_free(struct manager *m)
+{
+        if (!m)
+                return;
+        for (unsigned i = 0; i < SANDBOX_HASH_SIZE; i++)
+                while (m->table[i])
+                        sandbox__remove(m->table[i]);
+        cgroup_root_release(&m->cg);
+        m->init_exe_fd = safe_close(m->init_exe_fd);
+        free(m->slots);
+        free(m);
+}

@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The sandbox manager: the state machine of every sandbox (DESIGN §5), its processes and timers.
+ * Runs on the daemon's loop thread; blocking work (namespace setup, directory removal) goes to the
+ * libuv worker pool. Knows nothing about HTTP: the API layer calls these functions and gets results
+ * through callbacks. Logs nothing above debug (errors travel in struct sbx_err).
+ *
+ * Async operations take a callback that is called exactly once, later, on the loop thread, unless
+ * the function returns an error (then never: libuv rule, STYLE B3.7).
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/err.h"
+#include "images/template.h"
+#include "sandbox/spec.h"
+#include "store/store.h"
+
+struct manager;
+struct exec_handle;
+
+struct manager_config {
+        const char *data_dir;       /* absolute; sandboxes live in <data_dir>/sandboxes/<id> */
+        const char *init_path;      /* the sbx-init binary */
+        const char *instance;       /* daemon instance id: names the cgroup parent */
+};
+
+int manager_new(uv_loop_t *loop, struct store *store, struct template_store *templates,
+                const struct manager_config *cfg, struct manager **ret, struct sbx_err *err);
+/* Re-adopt sandboxes from the store after a (re)start and clean up what a crash left half-done. */
+int manager_recover(struct manager *m, struct sbx_err *err);
+/* Stop timers and close handles; sandboxes keep running (they outlive sbxd by design). */
+void manager_free(struct manager *m);
+
+/* Called with the sandbox JSON (new reference) on success, or r < 0 and err. */
+typedef void (*manager_done_fn)(void *data, int r, const struct sbx_err *err, json_t *result);
+
+/* Create from a validated spec (ownership of *spec's contents is taken: it is zeroed). */
+int manager_create(struct manager *m, struct sandbox_spec *spec, manager_done_fn done, void *data,
+                   struct sbx_err *err);
+int manager_stop(struct manager *m, const char *id, manager_done_fn done, void *data, struct sbx_err *err);
+int manager_start(struct manager *m, const char *id, manager_done_fn done, void *data, struct sbx_err *err);
+/* result is NULL on success (204). */
+int manager_delete(struct manager *m, const char *id, manager_done_fn done, void *data, struct sbx_err *err);
+
+/* Synchronous reads. */
+int manager_get(struct manager *m, const char *id, json_t **ret, struct sbx_err *err);
+/* Returns {"sandboxes":[...], "nextCursor": ...}. */
+int manager_list(struct manager *m, const struct sandbox_filter *f, json_t **ret, struct sbx_err *err);
+/* Number of live sandboxes per state, for /metrics. counts has _SANDBOX_STATE_MAX entries. */
+void manager_state_counts(struct manager *m, unsigned *counts);
+
+/* --- exec --- */
+enum exec_stream { EXEC_STDOUT = 1, EXEC_STDERR = 2 };
+
+struct exec_result {
+        int exit_code;       /* exit status, or 128 + signal */
+        uint64_t duration_usec;
+        bool timed_out;
+        bool oom_killed;
+};
+
+struct exec_callbacks {
+        /* A chunk of output (may be called many times). Return false to pause reading (back-pressure);
+         * resume with exec_handle_resume(). */
+        bool (*output)(void *data, enum exec_stream stream, const char *buf, size_t len);
+        /* Exactly once. r < 0 with err when the process could not run or the sandbox went away. */
+        void (*done)(void *data, int r, const struct sbx_err *err, const struct exec_result *res);
+};
+
+/* Run spec (ownership of *spec's contents taken) in a running sandbox. *ret lets the caller cancel. */
+int manager_exec(struct manager *m, const char *id, struct exec_spec *spec, const struct exec_callbacks *cb,
+                 void *data, struct exec_handle **ret, struct sbx_err *err);
+/* The caller lost interest (client went away): kill the process tree; done is NOT called afterwards. */
+void exec_handle_cancel(struct exec_handle *h);
+void exec_handle_resume(struct exec_handle *h);

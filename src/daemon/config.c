@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: Apache-2.0
+/* sbxd's command line; see config.h. */
+#include "config.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/limits.h"
+
+enum {
+        OPT_LISTEN = 256,
+        OPT_UNIX,
+        OPT_DATA_DIR,
+        OPT_TEMPLATES_DIR,
+        OPT_API_KEY,
+        OPT_LOG_LEVEL,
+        OPT_INIT,
+        OPT_DEFAULT_TEMPLATE,
+};
+
+static const struct option options[] = {
+        { "listen", required_argument, NULL, OPT_LISTEN },
+        { "unix-socket", required_argument, NULL, OPT_UNIX },
+        { "data-dir", required_argument, NULL, OPT_DATA_DIR },
+        { "templates-dir", required_argument, NULL, OPT_TEMPLATES_DIR },
+        { "api-key", required_argument, NULL, OPT_API_KEY },
+        { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+        { "init", required_argument, NULL, OPT_INIT },
+        { "default-template", required_argument, NULL, OPT_DEFAULT_TEMPLATE },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        {},
+};
+
+void daemon_config_usage(const char *prog)
+{
+        printf("Usage: %s [OPTIONS]\n"
+               "Self-hosted sandboxes for AI agents: the daemon.\n\n"
+               "  --listen ADDR:PORT       TCP listener (default 127.0.0.1:7070; port 0 picks one)\n"
+               "  --unix-socket PATH       unix socket listener (default DATA/sbxd.sock; '' for none)\n"
+               "  --data-dir DIR           state: database, sandboxes, api key (default /var/lib/sbx)\n"
+               "  --templates-dir DIR      template root filesystems (default DATA/templates)\n"
+               "  --api-key KEY            bearer token (default: generated once into DATA/api-key)\n"
+               "  --default-template NAME  template built at start if missing (default base; '' none)\n"
+               "  --init PATH              the sbx-init binary (default: beside sbxd)\n"
+               "  --log-level LEVEL        error, warn, info or debug (default info)\n"
+               "  -h, --help               this text\n"
+               "  -V, --version            print the version\n",
+               prog);
+}
+
+int daemon_config_parse(struct daemon_config *c, int argc, char **argv, struct sbx_err *err)
+{
+        int opt;
+
+        *c = (struct daemon_config){
+                .listen = "127.0.0.1:7070",
+                .data_dir = "/var/lib/sbx",
+                .default_template = "base",
+                .log_level = LOG_LEVEL_INFO,
+        };
+        optind = 1;
+        opterr = 0;
+        while ((opt = getopt_long(argc, argv, ":hV", options, NULL)) >= 0) {
+                switch (opt) {
+                case OPT_LISTEN:
+                        c->listen = optarg;
+                        break;
+                case OPT_UNIX:
+                        c->unix_path = optarg;
+                        break;
+                case OPT_DATA_DIR:
+                        if (optarg[0] == '\0')
+                                return sbx_err_set(err, -SBX_E_INVALID, "'--data-dir' must not be empty");
+                        c->data_dir = optarg;
+                        break;
+                case OPT_TEMPLATES_DIR:
+                        c->templates_dir = optarg;
+                        break;
+                case OPT_API_KEY:
+                        if (strlen(optarg) < 16 || strlen(optarg) > 256 || strpbrk(optarg, " \t\r\n"))
+                                return sbx_err_set(err, -SBX_E_INVALID,
+                                                   "'--api-key' must be 16 to 256 characters without spaces");
+                        c->api_key = optarg;
+                        break;
+                case OPT_LOG_LEVEL:
+                        c->log_level = log_level_from_string(optarg);
+                        if (c->log_level == LOG_LEVEL_INVALID)
+                                return sbx_err_set(err, -SBX_E_INVALID,
+                                                   "'--log-level' must be error, warn, info or debug, not '%.32s'",
+                                                   optarg);
+                        break;
+                case OPT_INIT:
+                        c->init_path = optarg;
+                        break;
+                case OPT_DEFAULT_TEMPLATE:
+                        c->default_template = optarg;
+                        break;
+                case 'h':
+                        c->help = true;
+                        break;
+                case 'V':
+                        c->version = true;
+                        break;
+                case ':':
+                        return sbx_err_set(err, -SBX_E_INVALID, "option '%s' needs a value", argv[optind - 1]);
+                default:
+                        return sbx_err_set(err, -SBX_E_INVALID, "unknown option '%s'", argv[optind - 1]);
+                }
+        }
+        if (optind < argc)
+                return sbx_err_set(err, -SBX_E_INVALID, "unexpected argument '%s'", argv[optind]);
+        return 0;
+}

@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* sbxd's command line (arg_* values). Parsing is pure and unit tested. */
+#pragma once
+
+#include <stdbool.h>
+
+#include "common/err.h"
+#include "common/log.h"
+
+struct daemon_config {
+        const char *listen;         /* ADDR:PORT, default 127.0.0.1:7070 */
+        const char *unix_path;      /* default <data>/sbxd.sock; "" = none */
+        const char *data_dir;       /* default /var/lib/sbx */
+        const char *templates_dir;  /* default <data>/templates */
+        const char *api_key;        /* default: <data>/api-key, generated once */
+        const char *init_path;      /* default: sbx-init beside the sbxd binary */
+        const char *default_template; /* built at start if missing; "" = none. default "base" */
+        enum log_level log_level;
+        bool help, version;
+};
+
+/* Parse argv. Returns 0, or -SBX_E_INVALID with err naming the flag. */
+int daemon_config_parse(struct daemon_config *c, int argc, char **argv, struct sbx_err *err);
+void daemon_config_usage(const char *prog);
