@@ -50,6 +50,9 @@ static inline void samples_done(struct samples *s)
         s->n = s->cap = 0;
 }
 
+/* For locals: struct samples s _samples_cleanup_ = {}; freed on every return path. */
+#define _samples_cleanup_ __attribute__((cleanup(samples_done)))
+
 /* Returns 0, or -ENOBUFS when full (the sample is dropped). */
 static inline int samples_add(struct samples *s, double ms)
 {

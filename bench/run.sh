@@ -68,12 +68,12 @@ say() { echo "bench: $*" >&2; }
 mkdir -p "$cache/bin"
 res=$cache/runs/$(date +%Y%m%d-%H%M%S)-$$
 mkdir -p "$res"
-state=$(mktemp -d /run/sbx-bench-state.XXXXXX)
+state=
 sbxd_pid=
 data=
 
 # ---- helpers: compiled here, not by CMake (bench/ is not part of the product build) ----
-cflags=(-O2 -g -std=gnu17 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wvla)
+cflags=(-O2 -g -std=gnu17 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wvla -Wmissing-prototypes -Wstrict-prototypes -Wnull-dereference)
 build_tool() {
         local name=$1
         shift
@@ -174,6 +174,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+state=$(mktemp -d /run/sbx-bench-state.XXXXXX) # runtimes' --root dirs
 
 # ---- the shared rootfs: Debian bookworm minbase + bash, coreutils, ca-certificates ----
 rootfs=$cache/rootfs

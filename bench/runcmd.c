@@ -129,7 +129,7 @@ int main(int argc, char **argv)
         struct runner r = { .null_fd = -1, .err_fd = -1 };
         const char *name = NULL, *raw = NULL;
         long runs = 200, warmup = 5, failures = 0;
-        struct samples s;
+        struct samples s _samples_cleanup_ = {};
         struct summary sum;
         int c;
 
@@ -196,6 +196,5 @@ int main(int argc, char **argv)
         printf(",\"runs\":%zu,\"failures\":%ld,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,"
                "\"mean_ms\":%.3f,\"min_ms\":%.3f,\"max_ms\":%.3f}\n",
                sum.n, failures, sum.p50, sum.p90, sum.p99, sum.mean, sum.min, sum.max);
-        samples_done(&s);
         return failures ? 1 : 0;
 }

@@ -27,6 +27,12 @@
 
 #include "bench-stats.h"
 
+static inline void freep(void *p)
+{
+        free(*(void **)p);
+}
+#define _cleanup_free_ __attribute__((cleanup(freep)))
+
 #define MAX_BODY (8 << 20) /* responses larger than this are an error here */
 #define MAX_ID 64
 #define MAX_RUNS 1000000
@@ -339,7 +345,7 @@ static int mode_wait(struct client *c, const struct opts *o)
 
 static int mode_health(struct client *c, const struct opts *o)
 {
-        struct samples s;
+        struct samples s _samples_cleanup_ = {};
         long conn0 = 0;
 
         if (samples_init(&s, (size_t)o->runs) < 0)
@@ -364,7 +370,7 @@ static int mode_health(struct client *c, const struct opts *o)
 /* create -> ready: the POST returns once the sandbox can take an exec. DELETE is not timed. */
 static int mode_create(struct client *c, const struct opts *o)
 {
-        struct samples s;
+        struct samples s _samples_cleanup_ = {};
         long conn0 = 0;
         char id[MAX_ID];
         int r;
@@ -393,7 +399,7 @@ static int mode_create(struct client *c, const struct opts *o)
 /* Exec round trip of `true` on one running sandbox. */
 static int mode_exec(struct client *c, const struct opts *o)
 {
-        struct samples s;
+        struct samples s _samples_cleanup_ = {};
         long conn0 = 0;
         char id[MAX_ID];
         int r;
@@ -426,7 +432,7 @@ static int mode_exec(struct client *c, const struct opts *o)
 /* create + exec true + delete, all timed: the counterpart of `crun run /bin/true`. */
 static int mode_cycle(struct client *c, const struct opts *o)
 {
-        struct samples s;
+        struct samples s _samples_cleanup_ = {};
         long conn0 = 0;
         char id[MAX_ID];
         int r;
@@ -520,8 +526,8 @@ static bool settle(void)
  * reached is measured and the error reported. */
 static int mode_density(struct client *c, const struct opts *o)
 {
-        struct samples create_s, health_s, delete_s;
-        char (*ids)[MAX_ID] = calloc((size_t)o->count, MAX_ID);
+        struct samples create_s _samples_cleanup_ = {}, health_s _samples_cleanup_ = {}, delete_s _samples_cleanup_ = {};
+        _cleanup_free_ char (*ids)[MAX_ID] = calloc((size_t)o->count, MAX_ID);
         long avail0, avail1, rss0, rss1, created = 0, conn0 = c->connects;
         char err[600] = "";
         bool dropped;
@@ -594,10 +600,6 @@ static int mode_density(struct client *c, const struct opts *o)
         json_object_set_new(out, "delete", summary_json(&delete_s));
         if (err[0])
                 json_object_set_new(out, "error", json_string(err));
-        free(ids);
-        samples_done(&create_s);
-        samples_done(&health_s);
-        samples_done(&delete_s);
         r = emit(out);
         if (r == 0 && err[0]) {
                 fprintf(stderr, "sbx-bench: density: %s\n", err);

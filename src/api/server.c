@@ -340,7 +340,8 @@ void http_reply_error(struct http_request *req, const struct sbx_err *err)
 
         if (!reply_allowed(req))
                 return;
-        if (status >= 500)
+        /* 503 is a client's "try again" (a template still building), not a daemon failure */
+        if (status >= 500 && status != 503)
                 log_error("http: %s %s: %s (%d)", req->method_str, req->target, err && err->msg[0] ? err->msg : "?",
                           code);
         body = http_error_body(err);

@@ -46,6 +46,7 @@
 #define SBX_MAX_SANDBOXES 10000                    /* live (not deleted) sandboxes per daemon */
 #define SBX_MAX_LIST_LIMIT 1000                    /* page size of GET /v1/sandboxes */
 #define SBX_DEFAULT_LIST_LIMIT 100
+#define SBX_MAX_LIST_OFFSET 1000000                /* offset paging beyond this: use the cursor */
 
 /* sbx-init control channel */
 #define SBX_INIT_MAX_MSG (SBX_MAX_ARG_BYTES + 8192) /* one seqpacket message */

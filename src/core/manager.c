@@ -334,24 +334,62 @@ int sandbox__attach_running(struct sandbox *sb, int pidfd, struct sbx_err *err)
         return 0;
 }
 
-/* Reap PID 1 if it is our child (it is not after an sbxd restart: then ECHILD, which is fine). */
-static void reap_pid1(struct sandbox *sb)
-{
-        siginfo_t si;
+/* A PID 1 that was killed but has not exited yet: reap it when its pidfd says so. */
+struct reaper {
+        uv_poll_t poll;
+        int pidfd;
+};
 
-        if (sb->pidfd >= 0)
-                (void)waitid((idtype_t)3 /* P_PIDFD */, (id_t)sb->pidfd, &si, WEXITED | WNOHANG);
+static void on_reaper_closed(uv_handle_t *h)
+{
+        struct reaper *rp = h->data;
+
+        safe_close(rp->pidfd);
+        free(rp);
+}
+
+static void on_reaper_ready(uv_poll_t *h, int status, int events)
+{
+        struct reaper *rp = h->data;
+        siginfo_t si = { 0 };
+
+        (void)waitid((idtype_t)3 /* P_PIDFD */, (id_t)rp->pidfd, &si, WEXITED | WNOHANG);
+        uv_poll_stop(h);
+        uv_close((uv_handle_t *)h, on_reaper_closed);
+}
+
+/* Reap PID 1 if it is our child (after an sbxd restart it is not: ECHILD, nothing to do); if it
+ * has not exited yet, hand the pidfd to a reaper so no zombie stays behind. Takes the pidfd. */
+static void reap_pid1(struct manager *m, int pidfd)
+{
+        siginfo_t si = { 0 };
+        struct reaper *rp;
+
+        if (pidfd < 0)
+                return;
+        if (waitid((idtype_t)3 /* P_PIDFD */, (id_t)pidfd, &si, WEXITED | WNOHANG) < 0 || si.si_pid != 0 ||
+            !(rp = calloc(1, sizeof *rp))) {
+                safe_close(pidfd);
+                return;
+        }
+        rp->pidfd = pidfd;
+        rp->poll.data = rp;
+        if (uv_poll_init(m->loop, &rp->poll, pidfd) < 0) {
+                safe_close(pidfd);
+                free(rp);
+                return;
+        }
+        uv_poll_start(&rp->poll, UV_READABLE, on_reaper_ready);
 }
 
 static void detach_running(struct sandbox *sb)
 {
-        reap_pid1(sb);
         if (sb->pidfd_poll_init) {
                 uv_poll_stop(&sb->pidfd_poll);
                 close_handle(sb, (uv_handle_t *)&sb->pidfd_poll);
                 sb->pidfd_poll_init = false;
         }
-        sb->pidfd = safe_close(sb->pidfd);
+        reap_pid1(sb->m, TAKE_FD(sb->pidfd));
         sandbox__close_ctl(sb);
         uv_timer_stop(&sb->lifetime_timer);
         uv_timer_stop(&sb->idle_timer);
@@ -401,6 +439,7 @@ static void work_launch(uv_work_t *w)
                 .cg = &m->cg,
                 .cg_name = sb->rec.id,
                 .tmp_size = lim.memory_bytes / 2,
+                .nproc = lim.pids,
         };
 
         for (size_t i = 0; i < op->tmpl.n_binds && i < SBX_SANDBOX_MAX_BINDS; i++) {

@@ -47,6 +47,7 @@ struct daemon {
         struct http_server *http;
         struct api_context api;
         uv_signal_t sigint, sigterm;
+        bool signals_init;
         bool tty;
         int last_percent;
 };
@@ -169,10 +170,11 @@ static void on_template_done(const char *name, int result, const struct sbx_err 
 static void shutdown_daemon(struct daemon *d)
 {
         log_info("shutting down (sandboxes keep running)");
-        uv_signal_stop(&d->sigint);
-        uv_signal_stop(&d->sigterm);
-        uv_close((uv_handle_t *)&d->sigint, NULL);
-        uv_close((uv_handle_t *)&d->sigterm, NULL);
+        if (d->signals_init) {
+                uv_close((uv_handle_t *)&d->sigint, NULL);
+                uv_close((uv_handle_t *)&d->sigterm, NULL);
+                d->signals_init = false;
+        }
         http_server_stop(d->http);
         d->http = NULL;
         manager_free(d->manager);
@@ -244,6 +246,7 @@ static int run(struct daemon *d, struct sbx_err *err)
         d->sigint.data = d->sigterm.data = d;
         uv_signal_start(&d->sigint, on_signal, SIGINT);
         uv_signal_start(&d->sigterm, on_signal, SIGTERM);
+        d->signals_init = true;
 
         if (hc.listen) {
                 char host[64];

@@ -104,11 +104,28 @@ int cgroup_root_init(struct cgroup_root *root, const char *instance, struct sbx_
         return cgroup_v1__init(root, instance, err);
 }
 
+/* Remove the daemon's parent cgroup behind fd if no sandbox is left in it, and close fd. */
+static int release_parent(int fd)
+{
+        char proc[64], path[4096];
+        ssize_t n;
+
+        if (fd < 0)
+                return -EBADF;
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+        n = readlink(proc, path, sizeof path - 1);
+        if (n > 0) {
+                path[n] = '\0';
+                (void)rmdir(path); /* EBUSY while sandboxes (which outlive sbxd) remain */
+        }
+        return safe_close(fd);
+}
+
 void cgroup_root_release(struct cgroup_root *root)
 {
         for (int i = 0; i < _CGV1_MAX; i++)
-                root->v1_fd[i] = safe_close(root->v1_fd[i]);
-        root->unified_fd = safe_close(root->unified_fd);
+                root->v1_fd[i] = release_parent(root->v1_fd[i]);
+        root->unified_fd = release_parent(root->unified_fd);
 }
 
 /* Open the unified-tree dir of a sandbox (optionally a child like "init"). */

@@ -53,6 +53,7 @@ struct cgroup_root {
  * In v2 mode the needed controllers are enabled on the way (sbxd moves itself into a leaf
  * "<own>/sbxd" first if its own cgroup must delegate controllers). */
 int cgroup_root_init(struct cgroup_root *root, const char *instance, struct sbx_err *err);
+/* Close the parent dirs; each is removed if no sandbox cgroup is left in it. */
 void cgroup_root_release(struct cgroup_root *root);
 const char *cgroup_mode_to_string(enum cgroup_mode m);
 

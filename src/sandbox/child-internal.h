@@ -31,6 +31,7 @@ enum child_step {
         STEP_HOSTNAME,
         STEP_LOOPBACK,
         STEP_STDIO,
+        STEP_RLIMITS,
         STEP_CAPS,
         STEP_NO_NEW_PRIVS,
         STEP_EXEC_INIT,
@@ -50,7 +51,7 @@ struct child_msg {
 struct child_args {
         const struct sandbox_launch *l;
         int sync_fd;    /* child's end of the launch socket */
-        int dir_fd;     /* O_PATH|O_DIRECTORY of l->dir */
+        pid_t parent_pid; /* sbxd, to detect that it died before PDEATHSIG was armed */
         char overlay_opts[512];
         char tmp_opts[64];
 };

@@ -18,6 +18,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -36,7 +37,8 @@ static const char *const step_names[_STEP_MAX] = {
         [STEP_MOUNT_TMP] = "mount /tmp",          [STEP_MOUNT_SYS] = "mount /sys",
         [STEP_MASK_PROC] = "mask /proc paths",    [STEP_PIVOT_ROOT] = "pivot_root",
         [STEP_HOSTNAME] = "set the hostname",     [STEP_LOOPBACK] = "bring up lo",
-        [STEP_STDIO] = "set up stdio",            [STEP_CAPS] = "drop capabilities",
+        [STEP_STDIO] = "set up stdio",            [STEP_RLIMITS] = "set resource limits",
+        [STEP_CAPS] = "drop capabilities",
         [STEP_NO_NEW_PRIVS] = "set no_new_privs", [STEP_EXEC_INIT] = "execute sbx-init",
 };
 
@@ -129,6 +131,28 @@ static void loopback_up(const struct child_args *a)
         close(fd);
 }
 
+/*
+ * Per-process limits inherited by everything in the sandbox (cgroups bound the sandbox as a whole):
+ * no core dumps (they would fill the upper layer), open files capped at the host's hard limit
+ * (root here lacks CAP_SYS_RESOURCE, so it cannot raise it anyway), and processes per user capped
+ * at the sandbox's pids limit as a second line behind the pids cgroup.
+ */
+static void set_rlimits(const struct child_args *a)
+{
+        struct rlimit core = { 0, 0 }, nofile, nproc;
+
+        CHECK(a, STEP_RLIMITS, setrlimit(RLIMIT_CORE, &core));
+        CHECK(a, STEP_RLIMITS, getrlimit(RLIMIT_NOFILE, &nofile));
+        if (nofile.rlim_max > SBX_SANDBOX_MAX_NOFILE)
+                nofile.rlim_max = SBX_SANDBOX_MAX_NOFILE;
+        nofile.rlim_cur = nofile.rlim_max;
+        CHECK(a, STEP_RLIMITS, setrlimit(RLIMIT_NOFILE, &nofile));
+        if (a->l->nproc) {
+                nproc.rlim_cur = nproc.rlim_max = a->l->nproc;
+                CHECK(a, STEP_RLIMITS, setrlimit(RLIMIT_NPROC, &nproc));
+        }
+}
+
 /* PID 1 of the sandbox: build the root, pivot into it, become sbx-init. */
 static _Noreturn void child_init(const struct child_args *a)
 {
@@ -175,6 +199,7 @@ static _Noreturn void child_init(const struct child_args *a)
         CHECK(a, STEP_STDIO, (int)syscall(SYS_close_range, 5, ~0U, 0));
         ((struct child_args *)a)->sync_fd = SBX_INIT_READY_FD;
 
+        set_rlimits(a);
         CHECK(a, STEP_CAPS, caps_drop_bounding_child());
         CHECK(a, STEP_NO_NEW_PRIVS, prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
         (void)setsid();
@@ -185,11 +210,40 @@ static _Noreturn void child_init(const struct child_args *a)
         child_die(a, STEP_EXEC_INIT, errno);
 }
 
+/* Close every fd but 0-2, keep_a and keep_b: the clone copied all of sbxd's (listening sockets,
+ * the database, the parent's end of the launch socket), and none may outlive sbxd in here. */
+static void close_all_but(int keep_a, int keep_b)
+{
+        int lo = keep_a < keep_b ? keep_a : keep_b, hi = keep_a < keep_b ? keep_b : keep_a;
+
+        if (lo > 3)
+                (void)syscall(SYS_close_range, 3, lo - 1, 0);
+        if (hi > lo + 1)
+                (void)syscall(SYS_close_range, lo + 1, hi - 1, 0);
+        (void)syscall(SYS_close_range, hi + 1, ~0U, 0);
+}
+
 int child_outer(void *arg)
 {
         const struct child_args *a = arg;
         struct child_msg m = { 0 };
         pid_t pid;
+        int null_fd;
+
+        /* Die with the thread that cloned us if sbxd goes away before sync #2 (then nobody would
+         * ever send the go message). Cleared again in PID 1: a sandbox must outlive sbxd. */
+        (void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+        if (getppid() != a->parent_pid)
+                _exit(1);
+        close_all_but(a->sync_fd, a->l->init_exe_fd);
+        null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null_fd >= 0) {
+                (void)dup2(null_fd, 0);
+                (void)dup2(null_fd, 1);
+                (void)dup2(null_fd, 2);
+                if (null_fd > 2)
+                        close(null_fd);
+        }
 
         /* sync #1: the parent wrote our uid/gid maps, put us in the cgroups and staged the mounts */
         if (recv(a->sync_fd, &m, sizeof m, 0) != (ssize_t)sizeof m || m.type != CHILD_MSG_GO)
@@ -205,8 +259,10 @@ int child_outer(void *arg)
         pid = (pid_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, NULL, NULL, 0);
         if (pid < 0)
                 child_die(a, STEP_FORK_INIT, errno);
-        if (pid == 0)
+        if (pid == 0) {
+                (void)prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
                 child_init(a);
+        }
 
         /* sync #2: report PID 1's host pid and leave; the parent then unstages its mounts */
         m = (struct child_msg){ .type = CHILD_MSG_PID, .pid = pid };

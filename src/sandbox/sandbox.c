@@ -133,7 +133,7 @@ static void kill_and_reap(pid_t pid)
 
 int sandbox_launch(const struct sandbox_launch *l, struct sandbox_proc *ret, struct sbx_err *err)
 {
-        _cleanup_close_ int sock_parent = -EBADF, sock_child = -EBADF, dir_fd = -EBADF, userns_fd = -EBADF;
+        _cleanup_close_ int sock_parent = -EBADF, sock_child = -EBADF, userns_fd = -EBADF;
         _cleanup_close_ int pidfd = -EBADF, dir_fd_rw = -EBADF;
         int mfds[SBX_SANDBOX_MAX_BINDS + 1];
         size_t n_mfds = 0, n_staged = 0;
@@ -155,14 +155,11 @@ int sandbox_launch(const struct sandbox_launch *l, struct sandbox_proc *ret, str
                 return sbx_err_set(err, -errno, "cannot create launch socket: %m");
         sock_parent = sv[0];
         sock_child = sv[1];
-        dir_fd = open(l->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (dir_fd < 0)
-                return sbx_err_set(err, -errno, "cannot open sandbox dir '%s': %m", l->dir);
         dir_fd_rw = open(l->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
         if (dir_fd_rw < 0)
                 return sbx_err_set(err, -errno, "cannot open sandbox dir '%s': %m", l->dir);
         args.sync_fd = sock_child;
-        args.dir_fd = dir_fd;
+        args.parent_pid = getpid();
         if ((size_t)snprintf(args.overlay_opts, sizeof args.overlay_opts,
                              "lowerdir=lower,upperdir=upper,workdir=work,userxattr") >= sizeof args.overlay_opts)
                 return sbx_err_set(err, -ENAMETOOLONG, "overlay options too long");

@@ -36,7 +36,10 @@ struct sandbox_launch {
         const struct cgroup_root *cg;
         const char *cg_name;                    /* the sandbox's cgroup name (its id) */
         uint64_t tmp_size;                      /* bytes for the /tmp tmpfs */
+        uint64_t nproc;                         /* RLIMIT_NPROC inside, 0 = leave as is */
 };
+
+#define SBX_SANDBOX_MAX_NOFILE 1048576          /* RLIMIT_NOFILE ceiling inside a sandbox */
 
 struct sandbox_proc {
         pid_t pid;                              /* host pid of sbx-init */

@@ -23,6 +23,14 @@ function sbx(args, { key, url, input, timeoutMs = 60_000, onStdout } = {}) {
         return run(SBX_CLI, args, { env, input, timeoutMs, onStdout });
 }
 
+function parseJson(r, what) {
+        try {
+                return JSON.parse(r.stdout);
+        } catch (e) {
+                assert.fail(`${what}: stdout is not JSON (${e.message}): ${fmt(r)}`);
+        }
+}
+
 // exit status 1 and exactly one non-empty line on stderr containing `needle`
 function assertOneLineError(r, needle, what) {
         assert.equal(r.code, 1, `${what}: exit status ${r.code}, stdout ${fmt(r.stdout)}, stderr ${fmt(r.stderr)}`);
@@ -62,7 +70,7 @@ test('create prints the id; ls and inspect show it', { timeout: 60_000 }, async 
 test('--json output parses', { timeout: 60_000 }, async () => {
         const c = await sbx(['create', '--json', '--template', 'host']);
         assert.equal(c.code, 0, fmt(c));
-        const created = JSON.parse(c.stdout);
+        const created = parseJson(c, 'create --json');
         assert.match(created.id, ID_RE);
         fx.track(created.id);
         assert.equal(created.state, 'running');
@@ -70,29 +78,29 @@ test('--json output parses', { timeout: 60_000 }, async () => {
 
         const ls = await sbx(['ls', '--json']);
         assert.equal(ls.code, 0, fmt(ls));
-        const listed = JSON.parse(ls.stdout);
+        const listed = parseJson(ls, 'ls --json');
         const arr = Array.isArray(listed) ? listed : listed.sandboxes;
         assert.ok(Array.isArray(arr), `ls --json: ${fmt(listed)}`);
         assert.ok(arr.some((s) => s.id === created.id));
 
         const ins = await sbx(['inspect', '--json', created.id]);
         assert.equal(ins.code, 0, fmt(ins));
-        const info = JSON.parse(ins.stdout);
+        const info = parseJson(ins, 'inspect --json');
         assert.equal(info.id, created.id);
         assert.equal(info.state, 'running');
 
         const ex = await sbx(['exec', '--json', created.id, '--', 'sh', '-c', 'echo hi; echo oops >&2; exit 3']);
-        const res = JSON.parse(ex.stdout);
+        const res = parseJson(ex, 'exec --json');
         assert.equal(res.exitCode, 3);
         assert.equal(res.stdout, 'hi\n');
         assert.equal(res.stderr, 'oops\n');
 
         const st = await sbx(['stop', '--json', created.id]);
         assert.equal(st.code, 0, fmt(st));
-        assert.equal(JSON.parse(st.stdout).state, 'stopped');
+        assert.equal(parseJson(st, 'stop --json').state, 'stopped');
         const sa = await sbx(['start', '--json', created.id]);
         assert.equal(sa.code, 0, fmt(sa));
-        assert.equal(JSON.parse(sa.stdout).state, 'running');
+        assert.equal(parseJson(sa, 'start --json').state, 'running');
 });
 
 test('exec prints output and exits with the command\'s exit code', { timeout: 60_000 }, async () => {

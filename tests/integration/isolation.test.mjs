@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { describe, findProcsInSandboxCgroups, fmt, rand, sleep, useDaemon, waitFor } from '../lib/harness.mjs';
+import { describe, findProcsInSandboxCgroups, fmt, rand, sleep, useDaemon, waitFor, withTimeout } from '../lib/harness.mjs';
 
 let sb;
 const fx = useDaemon({}, async (f) => {
@@ -293,5 +293,5 @@ test('two sandboxes see neither each other\'s files nor processes', { timeout: 6
         assert.ok(nB < 10, `${nB} pids visible in B`);
         // deleting A ends the background exec
         assert.equal((await api.del(a.id)).status, 204);
-        await Promise.race([bg, sleep(25_000)]);
+        await withTimeout(bg, 25_000);
 });

@@ -60,6 +60,15 @@ function daemonLog() {
 const STDERR_KEEP = 200;
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/* Settle with p, or with `fallback` after ms, whichever comes first; the timer never outlives the race
+ * (a pending timer would keep the test process alive). */
+export function withTimeout(p, ms, fallback = undefined) {
+        let timer;
+        const t = new Promise((r) => {
+                timer = setTimeout(() => r(fallback), ms);
+        });
+        return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
 export const randomKey = () => 'test-' + crypto.randomBytes(24).toString('hex');
 export const rand = (n = 8) => crypto.randomBytes(n).toString('hex');
 // A syntactically valid id that no daemon has handed out (ids are random 100-bit base32).
@@ -276,10 +285,17 @@ export function rawHttp(url, head, body, { timeoutMs = 30_000 } = {}) {
                         const chunks = body === undefined || body === null ? [] : Array.isArray(body) ? body : [body];
                         try {
                                 sock.write(head + '\r\n\r\n');
+                                // A server may refuse on the headers alone (e.g. Content-Length over the limit)
+                                // and close at once; writing into that socket makes Node drop the unread
+                                // response on EPIPE. Give it a moment to answer first, and yield between
+                                // chunks so an answer is read before the next write.
+                                if (chunks.length) await sleep(50);
                                 for (const c of chunks) {
                                         if (done || recv.length > 0 || sock.destroyed) break;
                                         const buf = Buffer.isBuffer(c) ? c : Buffer.from(c);
                                         for (let off = 0; off < buf.length; off += 65536) {
+                                                if (done || recv.length > 0 || sock.destroyed) break;
+                                                await new Promise((r) => setImmediate(r));
                                                 if (done || recv.length > 0 || sock.destroyed) break;
                                                 if (!sock.write(buf.subarray(off, off + 65536))) {
                                                         await new Promise((r) => {
@@ -576,7 +592,12 @@ export class Daemon {
                 this.expectedExit = false;  // set by stop()/kill9()
                 this.exited = new Promise((resolve) => {
                         proc.on('exit', (code, signal) => {
-                                this.exitInfo = { code, signal };
+                                this.exitInfo ??= { code, signal };
+                                resolve(this.exitInfo);
+                        });
+                        // a failed spawn (EACCES, ENOEXEC) may never emit 'exit'
+                        proc.on('error', (e) => {
+                                this.exitInfo ??= { code: null, signal: null, error: e.message };
                                 resolve(this.exitInfo);
                         });
                 });
@@ -613,7 +634,7 @@ export class Daemon {
                         return await httpRequest(this.url, this.key, method, p, body, opts);
                 } catch (e) {
                         // a transport error often means the daemon just died: say so (once, with its stderr)
-                        if (this.alive) await Promise.race([this.exited, sleep(300)]);
+                        if (this.alive) await withTimeout(this.exited, 300);
                         if (!this.alive && !this.expectedExit) {
                                 e.message = `${method} ${p} failed: ${e.message}; ` +
                                         (this.contextShown ? `sbxd pid ${this.pid} is not running` : this.context());
@@ -627,7 +648,7 @@ export class Daemon {
                 this.expectedExit = true;
                 if (!this.alive) return this.exitInfo;
                 this.proc.kill('SIGTERM');
-                const r = await Promise.race([this.exited, sleep(timeoutMs).then(() => null)]);
+                const r = await withTimeout(this.exited, timeoutMs, null);
                 if (r) return r;
                 this.proc.kill('SIGKILL');
                 await this.exited;
@@ -680,12 +701,9 @@ export async function startDaemon({ dataDir, apiKey, extraArgs = [], readyTimeou
                                         if (urlSeen) done();
                                 }
                         });
-                        proc.on('error', (e) => {
-                                clearTimeout(timer);
-                                reject(new Error(`cannot spawn ${SBXD}: ${e.message}`));
-                        });
                         d.exited.then((info) => {
                                 clearTimeout(timer);
+                                if (info.error) reject(new Error(`cannot spawn ${SBXD}: ${info.error}`));
                                 reject(new Error(`sbxd exited before it was ready (code ${info.code}, signal ${info.signal})\n` +
                                         `command: ${SBXD} ${args.join(' ')}\nstdout:\n${d.stdout.text()}\nstderr:\n${d.stderrTail()}`));
                         });
@@ -719,7 +737,15 @@ function readFileOr(p, dflt = '') {
         }
 }
 
-/* Host pids whose cgroup path (any hierarchy) contains one of the ids: [{pid, comm, cgroup}]. */
+/* State letter and parent pid of a host process (null if gone). */
+export function procStat(pid) {
+        const st = readFileOr(`/proc/${pid}/stat`);
+        const m = /\) (\S) (\d+)/.exec(st);
+        return m ? { state: m[1], ppid: Number(m[2]) } : null;
+}
+
+/* Host pids whose cgroup path (any hierarchy) contains one of the ids: [{pid, comm, cgroup, state,
+ * ppid}]. Zombies are included (state "Z"); callers decide whether an unreaped child matters. */
 export function findProcsInSandboxCgroups(ids) {
         const toks = idTokens(ids);
         if (toks.length === 0) return [];
@@ -728,7 +754,7 @@ export function findProcsInSandboxCgroups(ids) {
                 if (!/^\d+$/.test(e)) continue;
                 const cg = readFileOr(`/proc/${e}/cgroup`);
                 if (toks.some((t) => cg.includes(t))) {
-                        out.push({ pid: Number(e), comm: readFileOr(`/proc/${e}/comm`).trim(), cgroup: cg.trim().replace(/\n/g, ' | ') });
+                        out.push({ pid: Number(e), comm: readFileOr(`/proc/${e}/comm`).trim(), cgroup: cg.trim().replace(/\n/g, ' | '), ...procStat(e) });
                 }
         }
         // cgroup.procs of the matching dirs too (covers cgroup namespaces that hide the path)
@@ -736,7 +762,7 @@ export function findProcsInSandboxCgroups(ids) {
                 for (const l of readFileOr(path.join(dir, 'cgroup.procs')).split('\n')) {
                         const pid = Number(l);
                         if (l && !out.some((p) => p.pid === pid) && fs.existsSync(`/proc/${pid}`)) {
-                                out.push({ pid, comm: readFileOr(`/proc/${pid}/comm`).trim(), cgroup: dir });
+                                out.push({ pid, comm: readFileOr(`/proc/${pid}/comm`).trim(), cgroup: dir, ...procStat(pid) });
                         }
                 }
         }
@@ -778,14 +804,28 @@ export function scanDataDirIds(dataDir) {
         return ids;
 }
 
-/* Leftovers of the given (deleted) sandbox ids, as a list of human-readable problems. daemonPid: also
- * inspect the daemon's own mount namespace. */
-export function leakProblems(ids, { daemonPid = null } = {}) {
+/* Directories under dataDir (not crossing mounts) named after one of the ids. */
+export function findDataDirs(ids, dataDir) {
+        const toks = idTokens(ids);
+        if (!dataDir || toks.length === 0) return [];
+        const r = spawnSync('find', [dataDir, '-xdev', '-maxdepth', '4', '-type', 'd'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+        return (r.stdout ?? '').split('\n').filter((p) => p && toks.some((t) => path.basename(p).includes(t)));
+}
+
+/* Leftovers of the given (deleted) sandbox ids, as a list of human-readable problems: cgroups named
+ * after them (any hierarchy), processes in such cgroups (a zombie only if sbxd is its unreaping parent:
+ * orphans re-parented to the host's init are reaped there), mounts mentioning them (host and, with
+ * daemonPid, sbxd's mount namespace), and with dataDir, their directories on disk. */
+export function leakProblems(ids, { daemonPid = null, dataDir = null } = {}) {
         const problems = [];
         const toks = idTokens(ids);
         if (toks.length === 0) return problems;
         for (const d of findCgroupDirs(ids)) problems.push(`cgroup left behind: ${d}`);
-        for (const p of findProcsInSandboxCgroups(ids)) problems.push(`process left behind: pid ${p.pid} (${p.comm}) in ${p.cgroup}`);
+        for (const p of findProcsInSandboxCgroups(ids)) {
+                if (p.state === 'Z' && p.ppid !== daemonPid) continue;
+                problems.push(`process left behind: pid ${p.pid} (${p.comm}, state ${p.state}, parent ${p.ppid}) in ${p.cgroup}`);
+        }
+        for (const d of findDataDirs(ids, dataDir)) problems.push(`sandbox directory left on disk: ${d}`);
         const nsList = [['host', 'self']];
         if (daemonPid && fs.existsSync(`/proc/${daemonPid}`)) nsList.push([`sbxd pid ${daemonPid}`, daemonPid]);
         for (const [what, pid] of nsList) {
@@ -797,17 +837,31 @@ export function leakProblems(ids, { daemonPid = null } = {}) {
 }
 
 /* Wait up to graceMs for every leftover of ids to disappear; throws listing what remains. */
-export async function assertNoLeaks(ids, { daemonPid = null, graceMs = LEAK_GRACE_MS } = {}) {
+export async function assertNoLeaks(ids, { daemonPid = null, dataDir = null, graceMs = LEAK_GRACE_MS } = {}) {
         let problems = [];
         const deadline = Date.now() + graceMs;
         for (;;) {
-                problems = leakProblems(ids, { daemonPid });
+                problems = leakProblems(ids, { daemonPid, dataDir });
                 if (problems.length === 0 || Date.now() >= deadline) break;
                 await sleep(100);
         }
         if (problems.length) {
                 throw new Error(`leaks after deleting ${[...ids].join(', ')} (waited ${graceMs} ms):\n  ${problems.join('\n  ')}`);
         }
+}
+
+/* Host processes (other than exceptPids) whose command line carries `--data-dir dataDir`: children an
+ * sbxd forked without exec'ing, still alive after that sbxd was killed (they may hold its sockets). */
+export function findDaemonSurvivors(dataDir, exceptPids = []) {
+        const out = [];
+        const needle = `--data-dir\0${dataDir}\0`;
+        for (const e of fs.readdirSync('/proc')) {
+                if (!/^\d+$/.test(e) || exceptPids.includes(Number(e)) || Number(e) === process.pid) continue;
+                if (readFileOr(`/proc/${e}/cmdline`).includes(needle)) {
+                        out.push({ pid: Number(e), comm: readFileOr(`/proc/${e}/comm`).trim(), ...procStat(e) });
+                }
+        }
+        return out.filter((p) => p.state !== 'Z');
 }
 
 /* Mounts in the host's mount namespace that mention dir (after the daemon exited there must be none). */
@@ -899,7 +953,15 @@ export class Fixture {
         /* Start a new daemon on the same data dir and key (the previous one must be dead). */
         async restart() {
                 if (this.daemon?.alive) throw new Error('restart(): the previous daemon is still running');
-                return this.start();
+                const survivors = findDaemonSurvivors(this.dataDir);
+                try {
+                        return await this.start();
+                } catch (e) {
+                        if (survivors.length) {
+                                e.message += `\n(processes of the killed sbxd were still running when the new one started: ${fmt(survivors)})`;
+                        }
+                        throw e;
+                }
         }
         context() {
                 return this.daemon ? this.daemon.context() : '(no daemon)';
@@ -914,7 +976,7 @@ export class Fixture {
                         if (!this.daemon?.alive) return; // the fixture's cleanup reports and handles it
                         const problems = await deleteAll(api, mine);
                         try {
-                                await assertNoLeaks(mine, { daemonPid: this.daemon.pid });
+                                await assertNoLeaks(mine, { daemonPid: this.daemon.pid, dataDir: this.dataDir });
                         } catch (e) {
                                 problems.push(e.message);
                         }
@@ -945,7 +1007,7 @@ export class Fixture {
                         }
                         problems.push(...await deleteAll(this.api, all));
                         try {
-                                await assertNoLeaks(all, { daemonPid: this.daemon.pid });
+                                await assertNoLeaks(all, { daemonPid: this.daemon.pid, dataDir: this.dataDir });
                         } catch (e) {
                                 problems.push(e.message);
                         }
@@ -961,8 +1023,11 @@ export class Fixture {
                 }
                 const hostMounts = this.dataDir ? mountsMentioning(this.dataDir) : [];
                 if (hostMounts.length) problems.push(`mounts mentioning the data dir remain after sbxd exited:\n  ${hostMounts.join('\n  ')}`);
-                const procs = findProcsInSandboxCgroups(all);
+                const procs = findProcsInSandboxCgroups(all).filter((p) => p.state !== 'Z');
                 if (procs.length) problems.push(`sandbox processes remain after sbxd exited: ${fmt(procs)}`);
+                const survivors = this.dataDir ? findDaemonSurvivors(this.dataDir) : [];
+                if (survivors.length) problems.push(`sbxd processes remain after sbxd exited: ${fmt(survivors)}`);
+                killPids(survivors.map((p) => p.pid));
                 if (problems.length) await forceHostCleanup(all);
                 if (this.ownDataDir && this.dataDir) {
                         if (!removeDataDir(this.dataDir)) problems.push(`data dir ${this.dataDir} left in place: mounts remain under it`);

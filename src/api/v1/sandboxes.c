@@ -71,10 +71,27 @@ void v1_sandbox_create(struct http_request *req)
                 reply_failure(req, r, &err);
 }
 
+/* A query number: "abc" is the wrong type, "-1" or "99999999999" is out of range. */
+static int parse_query_u64(const char *name, const char *v, uint64_t min, uint64_t max, uint64_t *ret,
+                           struct sbx_err *err)
+{
+        const char *digits = v[0] == '-' ? v + 1 : v;
+        uint64_t n;
+
+        if (!digits[0] || strspn(digits, "0123456789") != strlen(digits))
+                return sbx_err_setr(err, -SBX_E_INVALID, "invalid_type", "'%s' must be an integer", name);
+        if (v[0] == '-' || parse_u64(v, &n) < 0 || n < min || n > max)
+                return sbx_err_setr(err, -SBX_E_INVALID, "out_of_range", "'%s' must be between %llu and %llu", name,
+                                    (unsigned long long)min, (unsigned long long)max);
+        *ret = n;
+        return 0;
+}
+
 static int parse_list_query(struct http_request *req, struct sandbox_filter *f, struct sbx_err *err)
 {
         const char *v;
         uint64_t n;
+        int r;
 
         memset(f, 0, sizeof *f);
         f->state = -1;
@@ -89,16 +106,16 @@ static int parse_list_query(struct http_request *req, struct sandbox_filter *f, 
         }
         v = http_request_query(req, "limit");
         if (v) {
-                if (parse_u64(v, &n) < 0 || n < 1 || n > SBX_MAX_LIST_LIMIT)
-                        return sbx_err_setr(err, -SBX_E_INVALID, "out_of_range", "'limit' must be between 1 and %d",
-                                            SBX_MAX_LIST_LIMIT);
+                r = parse_query_u64("limit", v, 1, SBX_MAX_LIST_LIMIT, &n, err);
+                if (r < 0)
+                        return r;
                 f->limit = (size_t)n;
         }
         v = http_request_query(req, "offset");
         if (v) {
-                if (parse_u64(v, &n) < 0 || n > 1000000)
-                        return sbx_err_setr(err, -SBX_E_INVALID, "out_of_range",
-                                            "'offset' must be between 0 and 1000000");
+                r = parse_query_u64("offset", v, 0, SBX_MAX_LIST_OFFSET, &n, err);
+                if (r < 0)
+                        return r;
                 f->offset = (size_t)n;
         }
         v = http_request_query(req, "cursor");
