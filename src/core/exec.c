@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 
 #include "common/cleanup.h"
+#include "common/log.h"
 #include "common/util.h"
 #include "core/metrics.h"
 #include "manager-internal.h"
@@ -39,9 +40,12 @@ struct exec_handle {
         uv_write_t wreq;
         uv_timer_t timer;
         unsigned handles;                 /* uv handles not yet closed */
-        uint64_t t0, oom_before;
+        uint64_t t0;
+        uint64_t group;                   /* its cgroup <id>/e<group> in the unified tree, 0 = none */
+        uint64_t t_spawned, t_exited;     /* for the debug log */
         int status;                       /* raw wait status */
         bool timed_out, cancelled, done_called, exited;
+        bool killed;                      /* its group got cgroup.kill: never reuse it */
         char buf[EXEC_READ_CHUNK];
 };
 
@@ -119,15 +123,31 @@ static void exec_finish(struct exec_handle *h, int r, const struct sbx_err *err)
                         res.exit_code = WEXITSTATUS(h->status);
                 else if (WIFSIGNALED(h->status))
                         res.exit_code = 128 + WTERMSIG(h->status);
+                /* a SIGKILL while the memory cgroup's OOM count rose: the OOM killer did it
+                 * (NEEDSWORK: two execs SIGKILLed at once may both be blamed) */
                 if (WIFSIGNALED(h->status) && WTERMSIG(h->status) == SIGKILL && !h->timed_out &&
-                    cgroup_oom_kills(&m->cg, sb->rec.id, &oom_after) >= 0 && oom_after > h->oom_before)
+                    cgroup_oom_kills(&m->cg, sb->rec.id, &oom_after) >= 0 && oom_after > sb->oom_seen) {
                         res.oom_killed = true;
+                        sb->oom_seen = oom_after;
+                }
                 metrics_exec(res.duration_usec);
         }
         if (sb->ctl_fd >= 0)
                 (void)init_client_send_release(sb->ctl_fd, h->seq);
-        /* an exec group with leftover background processes stays until the sandbox stops */
-        (void)cgroup_exec_remove(&m->cg, sb->rec.id, h->seq);
+        /* an empty group goes back to the pool (or away); one with leftover background
+         * processes stays until the sandbox stops */
+        if (h->group && !cgroup_exec_populated(&m->cg, sb->rec.id, h->group)) {
+                /* a group that was killed may still be killing (cgroup.kill also kills whatever
+                 * forks into it meanwhile): remove it instead of reusing it */
+                if (!h->killed && sb->n_free_groups < EXEC_GROUP_POOL)
+                        sb->free_groups[sb->n_free_groups++] = h->group;
+                else
+                        (void)cgroup_exec_remove(&m->cg, sb->rec.id, h->group);
+        }
+        log_debug("exec %s/%llu: %.3f ms (spawn %.3f, run %.3f, drain %.3f)", sb->rec.id, (unsigned long long)h->seq,
+                  (now_usec() - h->t0) / 1000.0, h->t_spawned ? (h->t_spawned - h->t0) / 1000.0 : 0.0,
+                  h->t_exited && h->t_spawned ? (h->t_exited - h->t_spawned) / 1000.0 : 0.0,
+                  h->t_exited ? (now_usec() - h->t_exited) / 1000.0 : 0.0);
         call_done(h, r, err, r >= 0 ? &res : NULL);
         sandbox__idle_touch(sb);
         exec_maybe_free(h);
@@ -153,7 +173,8 @@ static void kill_tree(struct exec_handle *h)
 {
         struct sandbox *sb = h->sb;
 
-        if (cgroup_exec_kill(&sb->m->cg, sb->rec.id, h->seq) < 0 && sb->ctl_fd >= 0)
+        h->killed = true;
+        if ((!h->group || cgroup_exec_kill(&sb->m->cg, sb->rec.id, h->group) < 0) && sb->ctl_fd >= 0)
                 (void)init_client_send_signal(sb->ctl_fd, h->seq, SIGKILL);
 }
 
@@ -249,6 +270,7 @@ static void on_spawned(struct exec_handle *h, struct init_client_msg *msg)
         struct sbx_err err = { 0 };
         int r;
 
+        h->t_spawned = now_usec();
         if (msg->spawned.error) {
                 int e = msg->spawned.error;
                 if (msg->spawned.step == INIT_STEP_CWD) {
@@ -301,6 +323,7 @@ static void on_spawned(struct exec_handle *h, struct init_client_msg *msg)
 
 static void on_exited(struct exec_handle *h, const struct init_exited *ex)
 {
+        h->t_exited = now_usec();
         h->status = ex->status;
         h->exited = true;
         h->phase = EXEC_DRAINING;
@@ -426,7 +449,9 @@ int manager_exec(struct manager *m, const char *id, struct exec_spec *spec, cons
         }
         h->seq = ++sb->exec_seq;
         if (cgroup_has_exec_groups(&m->cg)) {
-                r = cgroup_exec_open(&m->cg, sb->rec.id, h->seq, SBX_UID_BASE + sb->rec.uid_slot * SBX_UID_RANGE, &cg_fd);
+                h->group = sb->n_free_groups > 0 ? sb->free_groups[--sb->n_free_groups] : h->seq;
+                r = cgroup_exec_open(&m->cg, sb->rec.id, h->group, SBX_UID_BASE + sb->rec.uid_slot * SBX_UID_RANGE,
+                                     &cg_fd);
                 if (r < 0) {
                         free(h);
                         return sbx_err_set(err, r, "cannot create the command's cgroup: %s", strerror(-r));
@@ -434,7 +459,8 @@ int manager_exec(struct manager *m, const char *id, struct exec_spec *spec, cons
         }
         r = init_client_send_spawn(sb->ctl_fd, h->seq, spec->argv, env, spec->cwd, cg_fd);
         if (r < 0) {
-                (void)cgroup_exec_remove(&m->cg, sb->rec.id, h->seq);
+                if (h->group && sb->n_free_groups < EXEC_GROUP_POOL)
+                        sb->free_groups[sb->n_free_groups++] = h->group;
                 free(h);
                 return sbx_err_set(err, r == -EAGAIN ? -SBX_E_LIMIT : r, "cannot send the command to sbx-init: %s",
                                    strerror(-r));
@@ -447,7 +473,6 @@ int manager_exec(struct manager *m, const char *id, struct exec_spec *spec, cons
         h->cb = *cb;
         h->data = data;
         h->t0 = now_usec();
-        (void)cgroup_oom_kills(&m->cg, sb->rec.id, &h->oom_before);
         uv_timer_init(m->loop, &h->timer);
         h->timer.data = h;
         h->handles = 1;

@@ -12,6 +12,7 @@
 #include "sandbox/sandbox.h"
 
 #define SANDBOX_HASH_SIZE 4096
+#define EXEC_GROUP_POOL 8   /* empty per-exec cgroups kept per sandbox: mkdir/rmdir off the exec path */
 
 enum op_kind {
         OP_CREATE,
@@ -33,6 +34,7 @@ struct op {
         struct template_info tmpl;
         char reason[SBX_MAX_REASON];     /* state reason to record when done (stop/delete by timer) */
         uint64_t t0;
+        uint32_t us_queue, us_dirs, us_cgroup;   /* launch timing, for the debug log */
         unsigned wait_rounds;            /* polls for an empty cgroup after a kill */
 };
 
@@ -55,6 +57,9 @@ struct sandbox {
         struct exec_handle *execs;       /* in flight */
         unsigned n_execs;
         uint64_t exec_seq;
+        uint64_t free_groups[EXEC_GROUP_POOL]; /* empty exec cgroups kept for reuse */
+        unsigned n_free_groups;
+        uint64_t oom_seen;               /* OOM kills of the memory cgroup already attributed */
 
         struct op *op;                   /* lifecycle operation in flight, or NULL */
         uv_timer_t lifetime_timer, idle_timer, wait_timer;
@@ -70,9 +75,12 @@ struct manager {
         char sandboxes_dir[PATH_MAX];
         char instance[32];
         int init_exe_fd;
+        int seccomp_fd;                  /* sealed memfd: both seccomp filters, compiled once */
         struct sandbox *table[SANDBOX_HASH_SIZE];
         unsigned n_live;
         unsigned char *slots;            /* uid slot bitmap (1 = used) */
+        unsigned pending_cleanups;       /* deleted sandboxes' cleanups on the worker pool */
+        bool freeing;                    /* manager_free() was called; free when cleanups end */
 };
 
 struct sandbox *manager__find(struct manager *m, const char *id);
@@ -90,6 +98,8 @@ int sandbox__attach_running(struct sandbox *sb, int pidfd, struct sbx_err *err);
 void sandbox__teardown_sync(struct sandbox *sb);
 void sandbox__close_ctl(struct sandbox *sb);
 void sandbox__remove(struct sandbox *sb);
+/* Same, but the uid slot stays taken (its processes may still be dying). */
+void sandbox__remove_keep_slot(struct sandbox *sb);
 json_t *sandbox__to_json(const struct sandbox *sb);
 void sandbox__idle_touch(struct sandbox *sb);
 

@@ -19,12 +19,15 @@
 
 #include "common/cleanup.h"
 #include "common/json.h"
+#include "common/log.h"
 #include "common/util.h"
 #include "core/metrics.h"
 #include "manager-internal.h"
+#include "sandbox/seccomp.h"
 
 #define TEARDOWN_WAIT_MS 3000     /* how long a stop waits for the sandbox's processes to vanish */
-#define TEARDOWN_POLL_MS 2
+#define TEARDOWN_POLL_MS 1
+#define TEARDOWN_FALLBACK_MS 50   /* first check if PID 1's pidfd does not report its exit */
 
 static unsigned hash_id(const char *id)
 {
@@ -144,6 +147,12 @@ int manager__adopt_record(struct manager *m, const struct sandbox_record *rec, s
 /* Out of the table and the slot map; handles closed; freed when the last ref goes. */
 void sandbox__remove(struct sandbox *sb)
 {
+        sandbox__remove_keep_slot(sb);
+        slot_set(sb->m, sb->rec.uid_slot, false);
+}
+
+void sandbox__remove_keep_slot(struct sandbox *sb)
+{
         struct manager *m = sb->m;
         struct sandbox **pp = &m->table[hash_id(sb->rec.id)];
 
@@ -156,7 +165,6 @@ void sandbox__remove(struct sandbox *sb)
                 }
         sb->removed = true;
         m->n_live--;
-        slot_set(m, sb->rec.uid_slot, false);
         sandbox__close_ctl(sb);
         if (sb->pidfd_poll_init)
                 close_handle(sb, (uv_handle_t *)&sb->pidfd_poll);
@@ -326,6 +334,9 @@ int sandbox__attach_running(struct sandbox *sb, int pidfd, struct sbx_err *err)
         sb->ctl_poll.data = sb;
         uv_poll_start(&sb->ctl_poll, UV_READABLE | UV_DISCONNECT, on_ctl_readable);
 
+        sb->n_free_groups = 0; /* a fresh cgroup tree after every (re)start */
+        if (cgroup_oom_kills(&m->cg, sb->rec.id, &sb->oom_seen) < 0)
+                sb->oom_seen = 0;
         if (sb->spec.lifetime_s) {
                 uint64_t deadline = sb->rec.created_ms + sb->spec.lifetime_s * 1000, now = now_realtime_ms();
                 uv_timer_start(&sb->lifetime_timer, on_lifetime, deadline > now ? deadline - now : 0, 0);
@@ -436,6 +447,7 @@ static void work_launch(uv_work_t *w)
                 .dir = sb->dir,
                 .uid_base = uid,
                 .init_exe_fd = m->init_exe_fd,
+                .seccomp_fd = m->seccomp_fd,
                 .cg = &m->cg,
                 .cg_name = sb->rec.id,
                 .tmp_size = lim.memory_bytes / 2,
@@ -447,9 +459,14 @@ static void work_launch(uv_work_t *w)
                 l.binds[i].target = op->tmpl.binds[i].target;
                 l.n_binds++;
         }
+        uint64_t t = now_usec();
+        op->us_queue = (uint32_t)(t - op->t0);
         op->r = sandbox_dirs_prepare(sb->dir, uid, &op->err);
+        op->us_dirs = (uint32_t)(now_usec() - t);
+        t = now_usec();
         if (op->r >= 0)
                 op->r = cgroup_create(&m->cg, sb->rec.id, &lim, uid, &op->err);
+        op->us_cgroup = (uint32_t)(now_usec() - t);
         if (op->r >= 0)
                 op->r = sandbox_launch(&l, &op->proc, &op->err);
         if (op->r < 0) {
@@ -479,6 +496,12 @@ static void after_launch(uv_work_t *w, int status)
         }
         if (op->kind == OP_CREATE)
                 metrics_create(r >= 0, usec);
+        if (r >= 0)
+                log_debug("launch %s: %.2f ms (queue %.2f, dirs %.2f, cgroups %.2f, prepare %.2f, namespaces %.2f, "
+                          "root+init %.2f)",
+                          sb->rec.id, usec / 1000.0, op->us_queue / 1000.0, op->us_dirs / 1000.0,
+                          op->us_cgroup / 1000.0, op->proc.us_prepare / 1000.0, op->proc.us_namespaces / 1000.0,
+                          op->proc.us_root / 1000.0);
         if (r < 0) {
                 sandbox__set_state(sb, op->kind == OP_CREATE ? SANDBOX_FAILED : SANDBOX_STOPPED, op->err.msg);
                 op_finish(op, r, &op->err, NULL);
@@ -488,26 +511,63 @@ static void after_launch(uv_work_t *w, int status)
         op_finish_sandbox(op);
 }
 
-static void work_remove_dirs(uv_work_t *w)
-{
-        struct op *op = w->data;
+/* What is left of a deleted sandbox once its reply went out: cgroups and files, removed on the
+ * worker pool. The manager waits for these before it frees itself. A crash in between is
+ * handled by recovery (sweep_dirs). */
+struct cleanup {
+        uv_work_t work;
+        struct manager *m;
+        char id[SBX_ID_MAX];
+        char dir[PATH_MAX];
+        uint32_t uid_slot;        /* released when done: no process of the old sandbox holds it */
+};
 
-        op->r = sandbox_dirs_remove(op->sb->dir);
+static void work_cleanup(uv_work_t *w)
+{
+        struct cleanup *c = w->data;
+        uint64_t deadline = now_usec() + TEARDOWN_WAIT_MS * 1000ULL;
+
+        /* the processes were killed before the reply; wait (bounded) until they are gone */
+        while (cgroup_populated(&c->m->cg, c->id) && now_usec() < deadline)
+                usleep(TEARDOWN_POLL_MS * 1000);
+        (void)cgroup_destroy(&c->m->cg, c->id);
+        (void)sandbox_dirs_remove(c->dir);
 }
 
-static void after_remove_dirs(uv_work_t *w, int status)
-{
-        struct op *op = w->data;
-        struct sandbox *sb = op->sb;
+static void manager_maybe_free(struct manager *m);
 
-        /* a removal failure leaves files behind; recovery retries it at the next start */
-        sb->rec.deleted_ms = now_realtime_ms();
-        sandbox__set_state(sb, SANDBOX_DELETED, op->reason[0] ? op->reason : NULL);
-        sandbox__remove(sb);
-        op_finish(op, 0, NULL, NULL);
+static void after_cleanup(uv_work_t *w, int status)
+{
+        struct cleanup *c = w->data;
+        struct manager *m = c->m;
+
+        m->pending_cleanups--;
+        slot_set(m, c->uid_slot, false);
+        free(c);
+        manager_maybe_free(m);
 }
 
-/* ---------- stop / delete: kill, wait for the cgroup to empty, clean up ---------- */
+static void queue_cleanup(struct manager *m, const char *id, const char *dir, uint32_t uid_slot)
+{
+        struct cleanup *c = calloc(1, sizeof *c);
+
+        if (c) {
+                c->m = m;
+                c->uid_slot = uid_slot;
+                c->work.data = c;
+                snprintf(c->id, sizeof c->id, "%s", id);
+                snprintf(c->dir, sizeof c->dir, "%s", dir);
+                if (uv_queue_work(m->loop, &c->work, work_cleanup, after_cleanup) == 0) {
+                        m->pending_cleanups++;
+                        return;
+                }
+                free(c);
+        }
+        /* no memory or no worker: do it here, late rather than never */
+        (void)cgroup_destroy(&m->cg, id);
+        (void)sandbox_dirs_remove(dir);
+        slot_set(m, uid_slot, false);
+}
 
 static void after_stopped(struct op *op)
 {
@@ -515,13 +575,15 @@ static void after_stopped(struct op *op)
 
         exec__fail_all(sb, "the sandbox stopped");
         detach_running(sb);
-        (void)cgroup_destroy(&sb->m->cg, sb->rec.id);
         if (op->kind == OP_DELETE) {
-                op->work.data = op;
-                if (uv_queue_work(sb->m->loop, &op->work, work_remove_dirs, after_remove_dirs) < 0)
-                        after_remove_dirs(&op->work, 0);
+                sb->rec.deleted_ms = now_realtime_ms();
+                sandbox__set_state(sb, SANDBOX_DELETED, op->reason[0] ? op->reason : NULL);
+                queue_cleanup(sb->m, sb->rec.id, sb->dir, sb->rec.uid_slot);
+                sandbox__remove_keep_slot(sb);
+                op_finish(op, 0, NULL, NULL);
                 return;
         }
+        (void)cgroup_destroy(&sb->m->cg, sb->rec.id);
         sandbox__set_state(sb, SANDBOX_STOPPED, op->reason[0] ? op->reason : NULL);
         op_finish_sandbox(op);
 }
@@ -548,7 +610,8 @@ static void begin_kill(struct op *op)
         if (sb->pidfd >= 0)
                 (void)syscall(SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0);
         op->wait_rounds = 0;
-        uv_timer_start(&sb->wait_timer, on_wait_empty, 0, 0);
+        /* normally PID 1's pidfd wakes us (on_pid1_exit); the timer is the fallback */
+        uv_timer_start(&sb->wait_timer, on_wait_empty, sb->pidfd_poll_init ? TEARDOWN_FALLBACK_MS : 0, 0);
 }
 
 /* PID 1 exited. Expected during stop/delete; otherwise the sandbox died under us. */
@@ -558,8 +621,11 @@ static void on_pid1_exit(uv_poll_t *h, int status, int events)
         struct op *op;
 
         uv_poll_stop(h);
-        if (sb->op && (sb->op->kind == OP_STOP || sb->op->kind == OP_DELETE))
-                return; /* on_wait_empty finishes it */
+        if (sb->op && (sb->op->kind == OP_STOP || sb->op->kind == OP_DELETE)) {
+                /* PID 1 is gone, so is its pid namespace: check the cgroup right away */
+                uv_timer_start(&sb->wait_timer, on_wait_empty, 0, 0);
+                return;
+        }
         if (sb->op)
                 return; /* a launch in flight owns the state */
         op = calloc(1, sizeof *op);
@@ -757,11 +823,14 @@ static int delete_internal(struct sandbox *sb, manager_done_fn done, void *data,
                 return -ENOMEM;
         if (reason)
                 snprintf(op->reason, sizeof op->reason, "%s", reason);
+        /* Kill now and answer now: waiting for the processes to vanish, removing the cgroups and
+         * the files happen after the reply, on the worker pool (queue_cleanup). */
         if (sb->rec.state == SANDBOX_RUNNING) {
-                sandbox__set_state(sb, SANDBOX_STOPPING, reason);
-                begin_kill(op);
-        } else
-                after_stopped(op);
+                (void)cgroup_kill(&sb->m->cg, sb->rec.id);
+                if (sb->pidfd >= 0)
+                        (void)syscall(SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0);
+        }
+        after_stopped(op);
         return 0;
 }
 
@@ -881,6 +950,7 @@ int manager_new(uv_loop_t *loop, struct store *store, struct template_store *tem
         m->store = store;
         m->templates = templates;
         m->init_exe_fd = -EBADF;
+        m->seccomp_fd = -EBADF;
         snprintf(m->data_dir, sizeof m->data_dir, "%s", cfg->data_dir);
         snprintf(m->instance, sizeof m->instance, "%s", cfg->instance);
         if ((size_t)snprintf(m->sandboxes_dir, sizeof m->sandboxes_dir, "%s/sandboxes", cfg->data_dir) >=
@@ -900,14 +970,33 @@ int manager_new(uv_loop_t *loop, struct store *store, struct template_store *tem
                 free(m->slots);
                 return r;
         }
+        r = seccomp_blob_create(&m->seccomp_fd);
+        if (r < 0) {
+                free(m->slots);
+                close(m->init_exe_fd);
+                return sbx_err_set(err, r, "cannot compile the seccomp filters: %s", strerror(-r));
+        }
         r = cgroup_root_init(&m->cg, m->instance, err);
         if (r < 0) {
                 free(m->slots);
                 close(m->init_exe_fd);
+                close(m->seccomp_fd);
                 return r;
         }
         *ret = TAKE_PTR(m);
         return 0;
+}
+
+/* Free once no cleanup on the worker pool still uses m. */
+static void manager_maybe_free(struct manager *m)
+{
+        if (!m->freeing || m->pending_cleanups > 0)
+                return;
+        cgroup_root_release(&m->cg);
+        m->init_exe_fd = safe_close(m->init_exe_fd);
+        m->seccomp_fd = safe_close(m->seccomp_fd);
+        free(m->slots);
+        free(m);
 }
 
 void manager_free(struct manager *m)
@@ -917,8 +1006,6 @@ void manager_free(struct manager *m)
         for (unsigned i = 0; i < SANDBOX_HASH_SIZE; i++)
                 while (m->table[i])
                         sandbox__remove(m->table[i]);
-        cgroup_root_release(&m->cg);
-        m->init_exe_fd = safe_close(m->init_exe_fd);
-        free(m->slots);
-        free(m);
+        m->freeing = true;
+        manager_maybe_free(m);
 }

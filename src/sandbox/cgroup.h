@@ -79,6 +79,8 @@ int cgroup_destroy(const struct cgroup_root *root, const char *name);
 bool cgroup_has_exec_groups(const struct cgroup_root *root);
 int cgroup_exec_open(const struct cgroup_root *root, const char *name, uint64_t seq, uid_t uid, int *ret_fd);
 int cgroup_exec_kill(const struct cgroup_root *root, const char *name, uint64_t seq);
+/* True if processes are left in <name>/e<seq>. */
+bool cgroup_exec_populated(const struct cgroup_root *root, const char *name, uint64_t seq);
 int cgroup_exec_remove(const struct cgroup_root *root, const char *name, uint64_t seq);
 
 /* Number of OOM kills so far in the sandbox's memory cgroup. */

@@ -46,6 +46,7 @@ struct child_msg {
         int32_t step;
         int32_t error; /* positive errno */
         int32_t pid;
+        uint32_t us_setid, us_unshare, us_fork; /* CHILD_MSG_PID: the outer child's timing */
 };
 
 struct child_args {

@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "caps.h"
@@ -45,6 +46,15 @@ static const char *const step_names[_STEP_MAX] = {
 const char *child_step_to_string(int step)
 {
         return step > 0 && step < _STEP_MAX && step_names[step] ? step_names[step] : "unknown step";
+}
+
+/* clock_gettime is a vDSO call: safe here */
+static uint64_t mono_usec(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
 static _Noreturn void child_die(const struct child_args *a, int step, int error)
@@ -156,6 +166,7 @@ static void set_rlimits(const struct child_args *a)
 /* PID 1 of the sandbox: build the root, pivot into it, become sbx-init. */
 static _Noreturn void child_init(const struct child_args *a)
 {
+
         const struct sandbox_launch *l = a->l;
         static char *const argv[] = { "sbx-init", NULL };
         static char *const envp[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", NULL };
@@ -193,10 +204,20 @@ static _Noreturn void child_init(const struct child_args *a)
         CHECK(a, STEP_STDIO, dup2(fd, 0));
         CHECK(a, STEP_STDIO, dup2(fd, 1));
         CHECK(a, STEP_STDIO, dup2(fd, 2));
-        /* fd 3 = the launch socket: sbx-init writes its ready byte there; fd 4 = its binary */
-        CHECK(a, STEP_STDIO, dup3(l->init_exe_fd, 4, O_CLOEXEC));
-        CHECK(a, STEP_STDIO, dup2(a->sync_fd, SBX_INIT_READY_FD));
-        CHECK(a, STEP_STDIO, (int)syscall(SYS_close_range, 5, ~0U, 0));
+        /* fd 3 = the launch socket: sbx-init writes its ready byte there; fd 4 = the seccomp
+         * blob it loads; fd 5 = its binary (closed by the exec) */
+        {
+                /* move them out of the way first, so no dup2 below clobbers another */
+                int sync_hi = fcntl(a->sync_fd, F_DUPFD_CLOEXEC, 100);
+                int exe_hi = fcntl(l->init_exe_fd, F_DUPFD_CLOEXEC, 100);
+                int sec_hi = fcntl(l->seccomp_fd, F_DUPFD_CLOEXEC, 100);
+                if (sync_hi < 0 || exe_hi < 0 || sec_hi < 0)
+                        child_die(a, STEP_STDIO, errno);
+                CHECK(a, STEP_STDIO, dup3(exe_hi, 5, O_CLOEXEC));
+                CHECK(a, STEP_STDIO, dup2(sync_hi, SBX_INIT_READY_FD));
+                CHECK(a, STEP_STDIO, dup2(sec_hi, SBX_INIT_SECCOMP_FD));
+                CHECK(a, STEP_STDIO, (int)syscall(SYS_close_range, 6, ~0U, 0));
+        }
         ((struct child_args *)a)->sync_fd = SBX_INIT_READY_FD;
 
         set_rlimits(a);
@@ -206,21 +227,32 @@ static _Noreturn void child_init(const struct child_args *a)
         sigemptyset(&all);
         (void)sigprocmask(SIG_SETMASK, &all, NULL);
 
-        (void)syscall(SYS_execveat, 4, "", argv, envp, AT_EMPTY_PATH);
+        (void)syscall(SYS_execveat, 5, "", argv, envp, AT_EMPTY_PATH);
         child_die(a, STEP_EXEC_INIT, errno);
 }
 
-/* Close every fd but 0-2, keep_a and keep_b: the clone copied all of sbxd's (listening sockets,
- * the database, the parent's end of the launch socket), and none may outlive sbxd in here. */
-static void close_all_but(int keep_a, int keep_b)
+/* Close every fd but 0-2 and the n (<= 3) in keep: the clone copied all of sbxd's (listening
+ * sockets, the database, the parent's end of the launch socket), and none may outlive sbxd here. */
+static void close_all_but(const int *keep, int n)
 {
-        int lo = keep_a < keep_b ? keep_a : keep_b, hi = keep_a < keep_b ? keep_b : keep_a;
+        int k[3], next = 3;
 
-        if (lo > 3)
-                (void)syscall(SYS_close_range, 3, lo - 1, 0);
-        if (hi > lo + 1)
-                (void)syscall(SYS_close_range, lo + 1, hi - 1, 0);
-        (void)syscall(SYS_close_range, hi + 1, ~0U, 0);
+        for (int i = 0; i < n; i++)
+                k[i] = keep[i];
+        for (int i = 0; i < n; i++) /* sort the (at most 3) fds to keep */
+                for (int j = i + 1; j < n; j++)
+                        if (k[j] < k[i]) {
+                                int t = k[i];
+                                k[i] = k[j];
+                                k[j] = t;
+                        }
+        for (int i = 0; i < n; i++) {
+                if (k[i] > next)
+                        (void)syscall(SYS_close_range, next, k[i] - 1, 0);
+                if (k[i] + 1 > next)
+                        next = k[i] + 1;
+        }
+        (void)syscall(SYS_close_range, next, ~0U, 0);
 }
 
 int child_outer(void *arg)
@@ -235,7 +267,7 @@ int child_outer(void *arg)
         (void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
         if (getppid() != a->parent_pid)
                 _exit(1);
-        close_all_but(a->sync_fd, a->l->init_exe_fd);
+        close_all_but((const int[]){ a->sync_fd, a->l->init_exe_fd, a->l->seccomp_fd }, 3);
         null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (null_fd >= 0) {
                 (void)dup2(null_fd, 0);
@@ -249,12 +281,17 @@ int child_outer(void *arg)
         if (recv(a->sync_fd, &m, sizeof m, 0) != (ssize_t)sizeof m || m.type != CHILD_MSG_GO)
                 child_die(a, STEP_RECV_GO, errno ? errno : EPROTO);
 
-        CHECK(a, STEP_SETID, setresgid(0, 0, 0));
-        CHECK(a, STEP_SETID, setresuid(0, 0, 0));
-        CHECK(a, STEP_SETID, setgroups(0, NULL));
+        uint64_t t0 = mono_usec(), t1, t2, t3;
+        /* raw syscalls: glibc's wrappers would try to change the ids of sbxd's other threads
+         * (setxid broadcast), whose copies do not exist in this process */
+        CHECK(a, STEP_SETID, (int)syscall(SYS_setresgid, 0, 0, 0));
+        CHECK(a, STEP_SETID, (int)syscall(SYS_setresuid, 0, 0, 0));
+        CHECK(a, STEP_SETID, (int)syscall(SYS_setgroups, 0, NULL));
+        t1 = mono_usec();
         CHECK(a, STEP_UNSHARE, unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP |
                                        CLONE_NEWPID));
 
+        t2 = mono_usec();
         /* PID 1 becomes sbxd's child (CLONE_PARENT), so sbxd reaps it and holds its pidfd */
         pid = (pid_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, NULL, NULL, 0);
         if (pid < 0)
@@ -265,7 +302,9 @@ int child_outer(void *arg)
         }
 
         /* sync #2: report PID 1's host pid and leave; the parent then unstages its mounts */
-        m = (struct child_msg){ .type = CHILD_MSG_PID, .pid = pid };
+        t3 = mono_usec();
+        m = (struct child_msg){ .type = CHILD_MSG_PID, .pid = pid, .us_setid = (uint32_t)(t1 - t0),
+                                .us_unshare = (uint32_t)(t2 - t1), .us_fork = (uint32_t)(t3 - t2) };
         (void)!send(a->sync_fd, &m, sizeof m, MSG_NOSIGNAL);
         _exit(0);
 }

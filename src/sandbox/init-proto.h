@@ -18,6 +18,7 @@
 #define SBX_INIT_PROTO_VERSION 1
 #define SBX_INIT_READY_FD 3               /* inherited by sbx-init; it writes INIT_READY_BYTE then closes it */
 #define SBX_INIT_READY_BYTE 'R'
+#define SBX_INIT_SECCOMP_FD 4             /* inherited: the sealed seccomp blob (sandbox/seccomp.h) */
 #define SBX_INIT_MAX_ENVC (SBX_MAX_ENV * 2) /* env strings per INIT_SPAWN (exec env + sandbox env) */
 
 enum init_msg_type {

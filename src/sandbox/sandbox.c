@@ -140,7 +140,8 @@ int sandbox_launch(const struct sandbox_launch *l, struct sandbox_proc *ret, str
         struct child_args args = { .l = l };
         struct clone_args ca = { .flags = CLONE_NEWUSER, .exit_signal = SIGCHLD };
         pid_t outer = -1, init_pid = -1;
-        uint64_t deadline = now_usec() + LAUNCH_TIMEOUT_MS * 1000ULL;
+        uint64_t t0 = now_usec(), t1 = 0, t2 = 0;
+        uint64_t deadline = t0 + LAUNCH_TIMEOUT_MS * 1000ULL;
         struct child_msg m;
         size_t len;
         char path[64];
@@ -217,6 +218,7 @@ int sandbox_launch(const struct sandbox_launch *l, struct sandbox_proc *ret, str
                 goto fail;
         }
 
+        t1 = now_usec();
         /* sync #2: the outer child reports PID 1, or an error */
         r = recv_launch_msg(sock_parent, deadline, &m, &len);
         if (r == 0 && len == sizeof m && m.type == CHILD_MSG_PID && m.pid > 0)
@@ -243,11 +245,16 @@ int sandbox_launch(const struct sandbox_launch *l, struct sandbox_proc *ret, str
         if (r < 0)
                 goto fail;
 
+        t2 = now_usec();
         /* sync #3: PID 1 built the root and sbx-init listens (ready byte), or an error */
         r = recv_launch_msg(sock_parent, deadline, &m, &len);
+
         if (r == 0 && len == 1 && ((char *)&m)[0] == SBX_INIT_READY_BYTE) {
                 ret->pid = init_pid;
                 ret->pidfd = TAKE_FD(pidfd);
+                ret->us_prepare = (uint32_t)(t1 - t0);
+                ret->us_namespaces = (uint32_t)(t2 - t1);
+                ret->us_root = (uint32_t)(now_usec() - t2);
                 if (proc_start_time(init_pid, &ret->start_time) < 0)
                         ret->start_time = 0;
                 return 0;

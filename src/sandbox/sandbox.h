@@ -33,6 +33,7 @@ struct sandbox_launch {
         const char *dir;                        /* per-sandbox dir holding upper/, work/, lower/, merged/ */
         uid_t uid_base;                         /* host uid of root inside */
         int init_exe_fd;                        /* fd of the sbx-init binary (O_PATH ok) */
+        int seccomp_fd;                         /* the sealed seccomp blob for sbx-init */
         const struct cgroup_root *cg;
         const char *cg_name;                    /* the sandbox's cgroup name (its id) */
         uint64_t tmp_size;                      /* bytes for the /tmp tmpfs */
@@ -45,6 +46,10 @@ struct sandbox_proc {
         pid_t pid;                              /* host pid of sbx-init */
         int pidfd;                              /* owned */
         uint64_t start_time;                    /* /proc/PID/stat starttime, to detect pid reuse */
+        /* where the launch spent its time (µs), for debug logs and benchmarks */
+        uint32_t us_prepare;                    /* clone, id maps, cgroups, idmapped mounts */
+        uint32_t us_namespaces;                 /* outer child: unshare + fork PID 1 (sync #2) */
+        uint32_t us_root;                       /* PID 1: mounts, pivot, exec sbx-init, ready (sync #3) */
 };
 
 /* Parent side. Fills *ret on success (caller owns ret->pidfd). On failure everything it started is

@@ -8,6 +8,8 @@
 #include "seccomp.h"
 
 #include <errno.h>
+#include <stdlib.h>
+#include <sys/mman.h>
 #include <fcntl.h>
 #include <linux/seccomp.h>
 #include <sched.h>
@@ -18,6 +20,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/util.h"
 
 static inline void seccomp_releasep(scmp_filter_ctx *ctx)
 {
@@ -171,34 +174,26 @@ int seccomp_load_exec_child(void)
         return seccomp_load(ctx);
 }
 
-int seccomp_bpf_compile_exec_child(struct seccomp_bpf *ret)
+/* Compile ctx into *ret. libseccomp 2.5 exports only to an fd: a non-blocking pipe holds 64 KiB,
+ * more than SBX_SECCOMP_MAX_INSNS, so a bigger program fails with -E2BIG instead of hanging. */
+static int export_bpf(scmp_filter_ctx ctx, struct seccomp_bpf *ret)
 {
-        _cleanup_(seccomp_releasep) scmp_filter_ctx ctx = NULL;
         _cleanup_close_ int rfd = -EBADF, wfd = -EBADF;
-        int p[2], r;
         size_t have = 0;
+        int p[2], r;
 
-        ctx = seccomp_init(SCMP_ACT_ALLOW);
-        if (!ctx)
-                return -ENOMEM;
-        r = build_exec_child(ctx);
-        if (r < 0)
-                return r;
-
-        /* libseccomp 2.5 exports only to an fd. A non-blocking pipe holds 64 KiB, far more than
-         * SBX_SECCOMP_MAX_INSNS; a bigger program fails with -EAGAIN instead of hanging. */
         if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
                 return -errno;
         rfd = p[0];
         wfd = p[1];
         r = seccomp_export_bpf(ctx, wfd);
         if (r < 0)
-                return r;
+                return r == -EAGAIN ? -E2BIG : r;
         wfd = safe_close(wfd);
 
-        struct seccomp_bpf out = { 0 };
+        ret->len = 0;
         for (;;) {
-                ssize_t n = read(rfd, (char *)out.insns + have, sizeof out.insns - have);
+                ssize_t n = read(rfd, (char *)ret->insns + have, sizeof ret->insns - have);
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -209,7 +204,7 @@ int seccomp_bpf_compile_exec_child(struct seccomp_bpf *ret)
                 if (n == 0)
                         break;
                 have += (size_t)n;
-                if (have == sizeof out.insns) {
+                if (have == sizeof ret->insns) {
                         char extra;
                         if (read(rfd, &extra, 1) > 0)
                                 return -E2BIG;
@@ -218,9 +213,90 @@ int seccomp_bpf_compile_exec_child(struct seccomp_bpf *ret)
         }
         if (have == 0 || have % sizeof(struct sock_filter) != 0)
                 return -EIO;
-        out.len = (unsigned short)(have / sizeof(struct sock_filter));
-        *ret = out;
+        ret->len = (unsigned short)(have / sizeof(struct sock_filter));
         return 0;
+}
+
+static int compile(int (*build)(scmp_filter_ctx), struct seccomp_bpf *ret)
+{
+        _cleanup_(seccomp_releasep) scmp_filter_ctx ctx = NULL;
+        int r;
+
+        ctx = seccomp_init(SCMP_ACT_ALLOW);
+        if (!ctx)
+                return -ENOMEM;
+        r = build(ctx);
+        if (r < 0)
+                return r;
+        return export_bpf(ctx, ret);
+}
+
+int seccomp_bpf_compile_exec_child(struct seccomp_bpf *ret)
+{
+        return compile(build_exec_child, ret);
+}
+
+int seccomp_bpf_compile_sandbox(struct seccomp_bpf *ret)
+{
+        return compile(build_sandbox, ret);
+}
+
+int seccomp_blob_create(int *ret_fd)
+{
+        _cleanup_free_ struct seccomp_bpf *sandbox = calloc(1, sizeof *sandbox);
+        _cleanup_free_ struct seccomp_bpf *child = calloc(1, sizeof *child);
+        _cleanup_close_ int fd = -EBADF;
+        struct seccomp_blob_header h = { .magic = SBX_SECCOMP_BLOB_MAGIC };
+        int r;
+
+        if (!sandbox || !child)
+                return -ENOMEM;
+        r = seccomp_bpf_compile_sandbox(sandbox);
+        if (r >= 0)
+                r = seccomp_bpf_compile_exec_child(child);
+        if (r < 0)
+                return r;
+        h.sandbox_len = sandbox->len;
+        h.child_len = child->len;
+        fd = memfd_create("sbx-seccomp", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        if (fd < 0)
+                return -errno;
+        r = write_all(fd, &h, sizeof h);
+        if (r == 0)
+                r = write_all(fd, sandbox->insns, sandbox->len * sizeof(struct sock_filter));
+        if (r == 0)
+                r = write_all(fd, child->insns, child->len * sizeof(struct sock_filter));
+        if (r < 0)
+                return r;
+        /* shared by every sandbox's sbx-init: nobody may change it afterwards */
+        if (fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0)
+                return -errno;
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+int seccomp_blob_load(int fd, struct seccomp_bpf *ret_child)
+{
+        _cleanup_free_ struct seccomp_bpf *sandbox = calloc(1, sizeof *sandbox);
+        struct seccomp_blob_header h;
+        size_t ins = sizeof(struct sock_filter);
+        int r;
+
+        if (!sandbox)
+                return -ENOMEM;
+        /* pread: the open file (and its offset) is shared by every sandbox */
+        if (pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h || h.magic != SBX_SECCOMP_BLOB_MAGIC ||
+            h.sandbox_len == 0 || h.sandbox_len > SBX_SECCOMP_MAX_INSNS || h.child_len == 0 ||
+            h.child_len > SBX_SECCOMP_MAX_INSNS)
+                return -EBADMSG;
+        if (pread(fd, sandbox->insns, h.sandbox_len * ins, sizeof h) != (ssize_t)(h.sandbox_len * ins) ||
+            pread(fd, ret_child->insns, h.child_len * ins, (off_t)(sizeof h + h.sandbox_len * ins)) !=
+                    (ssize_t)(h.child_len * ins))
+                return -EBADMSG;
+        sandbox->len = h.sandbox_len;
+        ret_child->len = h.child_len;
+        r = seccomp_bpf_load(sandbox);
+        return r;
 }
 
 int seccomp_bpf_load(const struct seccomp_bpf *bpf)

@@ -10,7 +10,7 @@
 
 #include <linux/filter.h>
 
-#define SBX_SECCOMP_MAX_INSNS 256 /* the exec-child filter is ~10 instructions */
+#define SBX_SECCOMP_MAX_INSNS 1024 /* the sandbox filter is a few hundred instructions */
 
 /* A compiled classic-BPF program, kept in caller storage so it can be loaded after fork. */
 struct seccomp_bpf {
@@ -33,6 +33,26 @@ int seccomp_load_exec_child(void);
  * (-E2BIG if it does not fit in struct seccomp_bpf).
  */
 int seccomp_bpf_compile_exec_child(struct seccomp_bpf *ret);
+
+/* Compile the sandbox deny-list into *ret without loading it. Returns 0 or -errno. */
+int seccomp_bpf_compile_sandbox(struct seccomp_bpf *ret);
+
+/*
+ * Both filters, compiled once by sbxd and handed to every sbx-init as a sealed memfd (fd
+ * SBX_INIT_SECCOMP_FD), so sbx-init starts without running libseccomp (about 1.5 ms saved per
+ * sandbox). Layout: struct seccomp_blob_header, the sandbox filter, the exec-child filter.
+ */
+#define SBX_SECCOMP_BLOB_MAGIC 0x53425853u /* "SBXS" */
+struct seccomp_blob_header {
+        unsigned int magic;
+        unsigned short sandbox_len; /* instructions */
+        unsigned short child_len;
+};
+/* sbxd: compile both and return a sealed memfd (CLOEXEC). Returns 0 or -errno. */
+int seccomp_blob_create(int *ret_fd);
+/* sbx-init: validate the blob at fd, load the sandbox filter into the calling thread and fill
+ * *ret_child with the exec-child filter. Returns 0, -EBADMSG for a malformed blob, or -errno. */
+int seccomp_blob_load(int fd, struct seccomp_bpf *ret_child);
 
 /*
  * Set no_new_privs and load bpf into the calling thread: two prctl() calls, nothing else, so it
