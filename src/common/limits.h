@@ -48,6 +48,9 @@
 #define SBX_DEFAULT_LIST_LIMIT 100
 #define SBX_MAX_LIST_OFFSET 1000000                /* offset paging beyond this: use the cursor */
 
+#define SBX_DEFAULT_POOL_SIZE 2                    /* sandboxes kept ready per template in use */
+#define SBX_MAX_POOL_SIZE 16
+
 /* sbx-init control channel */
 #define SBX_INIT_MAX_MSG (SBX_MAX_ARG_BYTES + 8192) /* one seqpacket message */
 #define SBX_INIT_MAX_PROCS 1024                    /* tracked processes per sandbox */

@@ -19,6 +19,7 @@ enum op_kind {
         OP_START,
         OP_STOP,
         OP_DELETE,
+        OP_POOL,                         /* a launch for the pool: no row, no client */
 };
 
 /* One asynchronous lifecycle operation in flight on a sandbox (at most one at a time). */
@@ -63,7 +64,9 @@ struct sandbox {
 
         struct op *op;                   /* lifecycle operation in flight, or NULL */
         uv_timer_t lifetime_timer, idle_timer, wait_timer;
-        bool removed;                    /* out of the hash table; freed when refs drop to 0 */
+        bool removed;                    /* not in the hash table (yet, or any more) */
+        bool closed;                     /* handles closed by sandbox__remove(); freed when refs drop to 0 */
+        bool pooled;                     /* launched ahead for the pool: no row, no client yet */
 };
 
 struct manager {
@@ -80,10 +83,22 @@ struct manager {
         unsigned n_live;
         unsigned char *slots;            /* uid slot bitmap (1 = used) */
         unsigned pending_cleanups;       /* deleted sandboxes' cleanups on the worker pool */
+        unsigned pending_launches;       /* launches on the worker pool */
+        unsigned pool_size;              /* sandboxes kept ready per template used */
+        struct pool *pools;              /* one per template that was asked for */
         bool freeing;                    /* manager_free() was called; free when cleanups end */
 };
 
 struct sandbox *manager__find(struct manager *m, const char *id);
+/* A sandbox object from a record (copied), not yet in the table; its uid slot is marked used. */
+int sandbox__new(struct manager *m, const struct sandbox_record *rec, struct sandbox **ret, struct sbx_err *err);
+void sandbox__insert(struct sandbox *sb);
+void sandbox__start_timers(struct sandbox *sb);
+int manager__slot_alloc(struct manager *m, uint32_t *ret);
+void manager__slot_set(struct manager *m, uint32_t slot, bool used);
+struct op *op_new(struct sandbox *sb, enum op_kind kind, manager_done_fn done, void *data);
+void manager__work_launch(uv_work_t *w);
+void manager__after_launch(uv_work_t *w, int status);
 /* New sandbox object from a record (copied); inserted into the table. */
 int manager__adopt_record(struct manager *m, const struct sandbox_record *rec, struct sandbox **ret,
                           struct sbx_err *err);
@@ -102,6 +117,18 @@ void sandbox__remove(struct sandbox *sb);
 void sandbox__remove_keep_slot(struct sandbox *sb);
 json_t *sandbox__to_json(const struct sandbox *sb);
 void sandbox__idle_touch(struct sandbox *sb);
+
+/* pool.c: sandboxes launched ahead, per template, handed out by manager_create */
+struct pool;
+/* Take a ready sandbox of template (NULL if none) and top the pool up again. */
+struct sandbox *pool__take(struct manager *m, const char *template_name);
+/* Launch sandboxes until the pool of template holds m->pool_size (no-op if 0). */
+void pool__refill(struct manager *m, const char *template_name);
+void pool__launched(struct sandbox *sb, int r, const struct sbx_err *err, uint64_t usec);
+/* Kill and remove every pooled sandbox (shutdown). Blocking. */
+void pool__drain(struct manager *m);
+/* Free the pool bookkeeping (no launch may be in flight). */
+void pool__free_all(struct manager *m);
 
 /* exec.c */
 void exec__on_ctl_message(struct sandbox *sb, struct init_client_msg *msg);

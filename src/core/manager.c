@@ -29,6 +29,8 @@
 #define TEARDOWN_POLL_MS 1
 #define TEARDOWN_FALLBACK_MS 50   /* first check if PID 1's pidfd does not report its exit */
 
+static void manager_maybe_free(struct manager *m);
+
 static unsigned hash_id(const char *id)
 {
         unsigned h = 2166136261u;
@@ -46,7 +48,7 @@ struct sandbox *manager__find(struct manager *m, const char *id)
         return NULL;
 }
 
-static void slot_set(struct manager *m, uint32_t slot, bool used)
+void manager__slot_set(struct manager *m, uint32_t slot, bool used)
 {
         if (slot >= SBX_MAX_UID_SLOTS)
                 return;
@@ -56,11 +58,11 @@ static void slot_set(struct manager *m, uint32_t slot, bool used)
                 m->slots[slot / 8] &= (unsigned char)~(1u << (slot % 8));
 }
 
-static int slot_alloc(struct manager *m, uint32_t *ret)
+int manager__slot_alloc(struct manager *m, uint32_t *ret)
 {
         for (uint32_t i = 0; i < SBX_MAX_UID_SLOTS; i++)
                 if (!(m->slots[i / 8] & (1u << (i % 8)))) {
-                        slot_set(m, i, true);
+                        manager__slot_set(m, i, true);
                         *ret = i;
                         return 0;
                 }
@@ -95,8 +97,7 @@ static void close_handle(struct sandbox *sb, uv_handle_t *h)
         uv_close(h, on_handle_closed);
 }
 
-int manager__adopt_record(struct manager *m, const struct sandbox_record *rec, struct sandbox **ret,
-                          struct sbx_err *err)
+int sandbox__new(struct manager *m, const struct sandbox_record *rec, struct sandbox **ret, struct sbx_err *err)
 {
         _cleanup_free_ struct sandbox *sb = calloc(1, sizeof *sb);
         json_t *spec_json;
@@ -135,20 +136,38 @@ int manager__adopt_record(struct manager *m, const struct sandbox_record *rec, s
         uv_timer_init(m->loop, &sb->idle_timer);
         uv_timer_init(m->loop, &sb->wait_timer);
         sb->lifetime_timer.data = sb->idle_timer.data = sb->wait_timer.data = sb;
-        unsigned h = hash_id(rec->id);
+        manager__slot_set(m, rec->uid_slot, true);
+        sb->removed = true; /* until sandbox__insert() */
+        *ret = TAKE_PTR(sb);
+        return 0;
+}
+
+void sandbox__insert(struct sandbox *sb)
+{
+        struct manager *m = sb->m;
+        unsigned h = hash_id(sb->rec.id);
+
         sb->hnext = m->table[h];
         m->table[h] = sb;
         m->n_live++;
-        slot_set(m, rec->uid_slot, true);
-        *ret = TAKE_PTR(sb);
-        return 0;
+        sb->removed = false;
+}
+
+int manager__adopt_record(struct manager *m, const struct sandbox_record *rec, struct sandbox **ret,
+                          struct sbx_err *err)
+{
+        int r = sandbox__new(m, rec, ret, err);
+
+        if (r >= 0)
+                sandbox__insert(*ret);
+        return r;
 }
 
 /* Out of the table and the slot map; handles closed; freed when the last ref goes. */
 void sandbox__remove(struct sandbox *sb)
 {
         sandbox__remove_keep_slot(sb);
-        slot_set(sb->m, sb->rec.uid_slot, false);
+        manager__slot_set(sb->m, sb->rec.uid_slot, false);
 }
 
 void sandbox__remove_keep_slot(struct sandbox *sb)
@@ -156,15 +175,18 @@ void sandbox__remove_keep_slot(struct sandbox *sb)
         struct manager *m = sb->m;
         struct sandbox **pp = &m->table[hash_id(sb->rec.id)];
 
-        if (sb->removed)
+        if (sb->closed)
                 return;
-        for (; *pp; pp = &(*pp)->hnext)
-                if (*pp == sb) {
-                        *pp = sb->hnext;
-                        break;
-                }
-        sb->removed = true;
-        m->n_live--;
+        sb->closed = true;
+        if (!sb->removed) {
+                for (; *pp; pp = &(*pp)->hnext)
+                        if (*pp == sb) {
+                                *pp = sb->hnext;
+                                break;
+                        }
+                sb->removed = true;
+                m->n_live--;
+        }
         sandbox__close_ctl(sb);
         if (sb->pidfd_poll_init)
                 close_handle(sb, (uv_handle_t *)&sb->pidfd_poll);
@@ -187,6 +209,8 @@ void sandbox__set_state(struct sandbox *sb, enum sandbox_state st, const char *r
 
         sb->rec.state = st;
         snprintf(sb->rec.state_reason, sizeof sb->rec.state_reason, "%s", reason ? reason : "");
+        if (sb->pooled)
+                return; /* no row until it is handed out */
         if (sandbox__save(sb, &err) < 0)
                 /* the in-memory state stays authoritative; the next save retries */
                 (void)sb->m->store->ops->event_append(sb->m->store, sb->rec.id, "store.error", NULL, &err);
@@ -337,12 +361,17 @@ int sandbox__attach_running(struct sandbox *sb, int pidfd, struct sbx_err *err)
         sb->n_free_groups = 0; /* a fresh cgroup tree after every (re)start */
         if (cgroup_oom_kills(&m->cg, sb->rec.id, &sb->oom_seen) < 0)
                 sb->oom_seen = 0;
+        sandbox__start_timers(sb);
+        return 0;
+}
+
+void sandbox__start_timers(struct sandbox *sb)
+{
         if (sb->spec.lifetime_s) {
                 uint64_t deadline = sb->rec.created_ms + sb->spec.lifetime_s * 1000, now = now_realtime_ms();
                 uv_timer_start(&sb->lifetime_timer, on_lifetime, deadline > now ? deadline - now : 0, 0);
         }
         sandbox__idle_touch(sb);
-        return 0;
 }
 
 /* A PID 1 that was killed but has not exited yet: reap it when its pidfd says so. */
@@ -430,7 +459,7 @@ void sandbox__teardown_sync(struct sandbox *sb)
 
 /* ---------- worker-pool steps ---------- */
 
-static void work_launch(uv_work_t *w)
+void manager__work_launch(uv_work_t *w)
 {
         struct op *op = w->data;
         struct sandbox *sb = op->sb;
@@ -471,18 +500,33 @@ static void work_launch(uv_work_t *w)
                 op->r = sandbox_launch(&l, &op->proc, &op->err);
         if (op->r < 0) {
                 (void)cgroup_destroy(&m->cg, sb->rec.id);
-                if (op->kind == OP_CREATE)
+                if (op->kind == OP_CREATE || op->kind == OP_POOL)
                         (void)sandbox_dirs_remove(sb->dir);
         }
 }
 
-static void after_launch(uv_work_t *w, int status)
+void manager__after_launch(uv_work_t *w, int status)
 {
         struct op *op = w->data;
         struct sandbox *sb = op->sb;
+        struct manager *m = sb->m;
         uint64_t usec = now_usec() - op->t0;
         int r = op->r;
 
+        m->pending_launches--;
+        if (m->freeing)
+                op->done = NULL; /* the API is gone: nobody to answer */
+        if (m->freeing && r >= 0 && op->kind != OP_POOL) {
+                /* sbxd is shutting down: the sandbox keeps running and recovery adopts it */
+                sb->rec.init_pid = op->proc.pid;
+                sb->rec.init_start_time = op->proc.start_time;
+                sb->rec.state = SANDBOX_RUNNING;
+                (void)sandbox__save(sb, NULL);
+                safe_close(op->proc.pidfd);
+                op_finish(op, -ECANCELED, NULL, NULL);
+                manager_maybe_free(m);
+                return;
+        }
         if (r >= 0) {
                 sb->rec.init_pid = op->proc.pid;
                 sb->rec.init_start_time = op->proc.start_time;
@@ -493,6 +537,16 @@ static void after_launch(uv_work_t *w, int status)
                         if (op->kind == OP_CREATE)
                                 (void)sandbox_dirs_remove(sb->dir);
                 }
+        }
+        if (op->kind == OP_POOL) {
+                if (r < 0) {
+                        sandbox__teardown_sync(sb);
+                        (void)sandbox_dirs_remove(sb->dir);
+                }
+                pool__launched(sb, r, &op->err, usec);
+                op_finish(op, r, &op->err, NULL);
+                manager_maybe_free(m);
+                return;
         }
         if (op->kind == OP_CREATE)
                 metrics_create(r >= 0, usec);
@@ -534,15 +588,13 @@ static void work_cleanup(uv_work_t *w)
         (void)sandbox_dirs_remove(c->dir);
 }
 
-static void manager_maybe_free(struct manager *m);
-
 static void after_cleanup(uv_work_t *w, int status)
 {
         struct cleanup *c = w->data;
         struct manager *m = c->m;
 
         m->pending_cleanups--;
-        slot_set(m, c->uid_slot, false);
+        manager__slot_set(m, c->uid_slot, false);
         free(c);
         manager_maybe_free(m);
 }
@@ -566,8 +618,9 @@ static void queue_cleanup(struct manager *m, const char *id, const char *dir, ui
         /* no memory or no worker: do it here, late rather than never */
         (void)cgroup_destroy(&m->cg, id);
         (void)sandbox_dirs_remove(dir);
-        slot_set(m, uid_slot, false);
+        manager__slot_set(m, uid_slot, false);
 }
+
 
 static void after_stopped(struct op *op)
 {
@@ -645,7 +698,7 @@ static void on_pid1_exit(uv_poll_t *h, int status, int events)
 
 /* ---------- public operations ---------- */
 
-static struct op *op_new(struct sandbox *sb, enum op_kind kind, manager_done_fn done, void *data)
+struct op *op_new(struct sandbox *sb, enum op_kind kind, manager_done_fn done, void *data)
 {
         struct op *op = calloc(1, sizeof *op);
 
@@ -678,6 +731,64 @@ static int busy_error(struct sandbox *sb, struct sbx_err *err)
                             sb->rec.id, sandbox_state_to_string(sb->rec.state));
 }
 
+/* Turn a pooled sandbox into the one the request asked for. Calls done before it returns. */
+static int activate_pooled(struct manager *m, struct sandbox *sb, struct sandbox_spec *spec, manager_done_fn done,
+                           void *data, struct sbx_err *err)
+{
+        struct sandbox_spec tmp;
+        json_t *spec_json = sandbox_spec_to_json(spec);
+        char *sj = spec_json ? json_dump_compact(spec_json) : NULL;
+        char *mj = spec->metadata ? json_dump_compact(spec->metadata) : strdup("{}");
+        int r = sj && mj ? 0 : -ENOMEM;
+
+        json_decref(spec_json);
+        if (r == 0) {
+                free(sb->rec.spec_json);
+                free(sb->rec.metadata_json);
+                sb->rec.spec_json = TAKE_PTR(sj);
+                sb->rec.metadata_json = TAKE_PTR(mj);
+                snprintf(sb->rec.name, sizeof sb->rec.name, "%s", spec->name);
+                sb->rec.created_ms = sb->rec.updated_ms = sb->rec.started_ms = now_realtime_ms();
+                sb->rec.state = SANDBOX_RUNNING;
+                r = m->store->ops->sandbox_insert(m->store, &sb->rec, err);
+        }
+        free(sj);
+        free(mj);
+        if (r < 0) {
+                /* e.g. the name is taken: this pooled sandbox is spent either way */
+                sandbox__teardown_sync(sb);
+                queue_cleanup(m, sb->rec.id, sb->dir, sb->rec.uid_slot);
+                sandbox__remove_keep_slot(sb);
+                return r;
+        }
+        sb->pooled = false;
+        /* the request's spec becomes the sandbox's; the caller releases the pooled defaults */
+        tmp = sb->spec;
+        sb->spec = *spec;
+        *spec = tmp;
+        if (sb->spec.cpu != spec->cpu || sb->spec.pids != spec->pids) {
+                struct cgroup_limits lim = {
+                        .memory_bytes = sb->spec.memory_mib << 20,
+                        .cpu = sb->spec.cpu,
+                        .pids = sb->spec.pids,
+                };
+                (void)cgroup_create(&m->cg, sb->rec.id, &lim, SBX_UID_BASE + sb->rec.uid_slot * SBX_UID_RANGE, NULL);
+        }
+        sandbox__insert(sb);
+        sandbox__start_timers(sb);
+        (void)m->store->ops->event_append(m->store, sb->rec.id, "sandbox.created", NULL, &(struct sbx_err){ 0 });
+        metrics_create(true, 0);
+        done(data, 0, NULL, sandbox__to_json(sb));
+        return 0;
+}
+
+/* Can this request use a pooled sandbox (launched with the default limits)? /tmp's size and
+ * RLIMIT_NPROC were fixed at launch, so memory must be the default and pids not above it. */
+static bool pool_eligible(const struct sandbox_spec *spec)
+{
+        return spec->memory_mib == (SBX_DEFAULT_MEMORY >> 20) && spec->pids <= SBX_DEFAULT_PIDS;
+}
+
 int manager_create(struct manager *m, struct sandbox_spec *spec, manager_done_fn done, void *data,
                    struct sbx_err *err)
 {
@@ -697,10 +808,15 @@ int manager_create(struct manager *m, struct sandbox_spec *spec, manager_done_fn
         if (m->n_live >= SBX_MAX_SANDBOXES)
                 return sbx_err_setr(err, -SBX_E_LIMIT, "limit_exceeded", "at most %d sandboxes may exist at once",
                                     SBX_MAX_SANDBOXES);
+        if (pool_eligible(spec)) {
+                sb = pool__take(m, spec->template_name);
+                if (sb)
+                        return activate_pooled(m, sb, spec, done, data, err);
+        }
         r = sbx_id_new("sbx_", rec.id, sizeof rec.id);
         if (r < 0)
                 return sbx_err_set(err, r, "cannot generate an id: %s", strerror(-r));
-        r = slot_alloc(m, &rec.uid_slot);
+        r = manager__slot_alloc(m, &rec.uid_slot);
         if (r < 0)
                 return sbx_err_setr(err, -SBX_E_LIMIT, "limit_exceeded", "no free user id range");
         snprintf(rec.name, sizeof rec.name, "%s", spec->name);
@@ -712,13 +828,13 @@ int manager_create(struct manager *m, struct sandbox_spec *spec, manager_done_fn
         rec.metadata_json = spec->metadata ? json_dump_compact(spec->metadata) : strdup("{}");
         json_decref(spec_json);
         if (!rec.spec_json || !rec.metadata_json) {
-                slot_set(m, rec.uid_slot, false);
+                manager__slot_set(m, rec.uid_slot, false);
                 sandbox_record_release(&rec);
                 return -ENOMEM;
         }
         r = m->store->ops->sandbox_insert(m->store, &rec, err);
         if (r < 0) {
-                slot_set(m, rec.uid_slot, false);
+                manager__slot_set(m, rec.uid_slot, false);
                 sandbox_record_release(&rec);
                 return r;
         }
@@ -733,7 +849,9 @@ int manager_create(struct manager *m, struct sandbox_spec *spec, manager_done_fn
                 return -ENOMEM;
         }
         op->tmpl = tmpl;
-        r = uv_queue_work(m->loop, &op->work, work_launch, after_launch);
+        r = uv_queue_work(m->loop, &op->work, manager__work_launch, manager__after_launch);
+        if (r == 0)
+                m->pending_launches++;
         if (r < 0) {
                 sandbox__set_state(sb, SANDBOX_FAILED, "cannot queue the launch");
                 sb->op = NULL;
@@ -741,6 +859,9 @@ int manager_create(struct manager *m, struct sandbox_spec *spec, manager_done_fn
                 free(op);
                 return sbx_err_set(err, -EIO, "cannot queue the launch: %s", uv_strerror(r));
         }
+        /* warm the pool for the next create of this template */
+        if (pool_eligible(spec))
+                pool__refill(m, spec->template_name);
         return 0;
 }
 
@@ -800,7 +921,9 @@ int manager_start(struct manager *m, const char *id, manager_done_fn done, void 
                 return -ENOMEM;
         op->tmpl = tmpl;
         sandbox__set_state(sb, SANDBOX_STARTING, NULL);
-        r = uv_queue_work(m->loop, &op->work, work_launch, after_launch);
+        r = uv_queue_work(m->loop, &op->work, manager__work_launch, manager__after_launch);
+        if (r == 0)
+                m->pending_launches++;
         if (r < 0) {
                 sandbox__set_state(sb, SANDBOX_STOPPED, NULL);
                 sb->op = NULL;
@@ -953,6 +1076,7 @@ int manager_new(uv_loop_t *loop, struct store *store, struct template_store *tem
         m->seccomp_fd = -EBADF;
         snprintf(m->data_dir, sizeof m->data_dir, "%s", cfg->data_dir);
         snprintf(m->instance, sizeof m->instance, "%s", cfg->instance);
+        m->pool_size = cfg->pool_size;
         if ((size_t)snprintf(m->sandboxes_dir, sizeof m->sandboxes_dir, "%s/sandboxes", cfg->data_dir) >=
             sizeof m->sandboxes_dir)
                 return sbx_err_set(err, -ENAMETOOLONG, "data dir path too long");
@@ -990,8 +1114,9 @@ int manager_new(uv_loop_t *loop, struct store *store, struct template_store *tem
 /* Free once no cleanup on the worker pool still uses m. */
 static void manager_maybe_free(struct manager *m)
 {
-        if (!m->freeing || m->pending_cleanups > 0)
+        if (!m->freeing || m->pending_cleanups > 0 || m->pending_launches > 0)
                 return;
+        pool__free_all(m);
         cgroup_root_release(&m->cg);
         m->init_exe_fd = safe_close(m->init_exe_fd);
         m->seccomp_fd = safe_close(m->seccomp_fd);
@@ -1003,6 +1128,8 @@ void manager_free(struct manager *m)
 {
         if (!m)
                 return;
+        m->freeing = true;
+        pool__drain(m);
         for (unsigned i = 0; i < SANDBOX_HASH_SIZE; i++)
                 while (m->table[i])
                         sandbox__remove(m->table[i]);

@@ -27,6 +27,7 @@ struct manager_config {
         const char *data_dir;       /* absolute; sandboxes live in <data_dir>/sandboxes/<id> */
         const char *init_path;      /* the sbx-init binary */
         const char *instance;       /* daemon instance id: names the cgroup parent */
+        unsigned pool_size;         /* sandboxes kept ready per template in use (0 = no pool) */
 };
 
 int manager_new(uv_loop_t *loop, struct store *store, struct template_store *templates,

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/limits.h"
+#include "common/util.h"
 
 enum {
         OPT_LISTEN = 256,
@@ -17,6 +18,7 @@ enum {
         OPT_LOG_LEVEL,
         OPT_INIT,
         OPT_DEFAULT_TEMPLATE,
+        OPT_POOL_SIZE,
 };
 
 static const struct option options[] = {
@@ -28,6 +30,7 @@ static const struct option options[] = {
         { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
         { "init", required_argument, NULL, OPT_INIT },
         { "default-template", required_argument, NULL, OPT_DEFAULT_TEMPLATE },
+        { "pool-size", required_argument, NULL, OPT_POOL_SIZE },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         {},
@@ -43,6 +46,7 @@ void daemon_config_usage(const char *prog)
                "  --templates-dir DIR      template root filesystems (default DATA/templates)\n"
                "  --api-key KEY            bearer token (default: generated once into DATA/api-key)\n"
                "  --default-template NAME  template built at start if missing (default base; '' none)\n"
+               "  --pool-size N            sandboxes kept ready per template in use (default 2, max 16; 0 off)\n"
                "  --init PATH              the sbx-init binary (default: beside sbxd)\n"
                "  --log-level LEVEL        error, warn, info or debug (default info)\n"
                "  -h, --help               this text\n"
@@ -58,6 +62,7 @@ int daemon_config_parse(struct daemon_config *c, int argc, char **argv, struct s
                 .listen = "127.0.0.1:7070",
                 .data_dir = "/var/lib/sbx",
                 .default_template = "base",
+                .pool_size = SBX_DEFAULT_POOL_SIZE,
                 .log_level = LOG_LEVEL_INFO,
         };
         optind = 1;
@@ -94,6 +99,14 @@ int daemon_config_parse(struct daemon_config *c, int argc, char **argv, struct s
                 case OPT_INIT:
                         c->init_path = optarg;
                         break;
+                case OPT_POOL_SIZE: {
+                        uint64_t n;
+                        if (parse_u64(optarg, &n) < 0 || n > SBX_MAX_POOL_SIZE)
+                                return sbx_err_set(err, -SBX_E_INVALID, "'--pool-size' must be 0 to %d, not '%.32s'",
+                                                   SBX_MAX_POOL_SIZE, optarg);
+                        c->pool_size = (unsigned)n;
+                        break;
+                }
                 case OPT_DEFAULT_TEMPLATE:
                         c->default_template = optarg;
                         break;

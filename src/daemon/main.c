@@ -216,7 +216,12 @@ static int run(struct daemon *d, struct sbx_err *err)
         r = template_store_open(d->templates_dir, d->loop, &d->templates, err);
         if (r < 0)
                 return r;
-        mc = (struct manager_config){ .data_dir = d->data_dir, .init_path = d->init_path, .instance = d->instance };
+        mc = (struct manager_config){
+                .data_dir = d->data_dir,
+                .init_path = d->init_path,
+                .instance = d->instance,
+                .pool_size = d->cfg.pool_size,
+        };
         r = manager_new(d->loop, &d->store, d->templates, &mc, &d->manager, err);
         if (r < 0)
                 return r;

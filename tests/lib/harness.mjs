@@ -663,7 +663,7 @@ export class Daemon {
 }
 
 /* Spawn sbxd and wait until it prints SBX_URL=... on stdout. Options: dataDir (default: a fresh mkdtemp),
- * apiKey (default: random), extraArgs, readyTimeoutMs. Fails fast, with the daemon's stderr, when it
+ * apiKey (default: random), extraArgs (the pool is off unless they set --pool-size), readyTimeoutMs. Fails fast, with the daemon's stderr, when it
  * exits or does not become ready. */
 export async function startDaemon({ dataDir, apiKey, extraArgs = [], readyTimeoutMs = READY_TIMEOUT_MS } = {}) {
         ensureExecutable(SBXD, 'sbxd');
@@ -671,8 +671,11 @@ export async function startDaemon({ dataDir, apiKey, extraArgs = [], readyTimeou
         dataDir ??= fs.mkdtempSync(path.join(os.tmpdir(), 'sbx-it-'));
         const key = apiKey ?? randomKey();
         fs.mkdirSync(TEMPLATES_DIR, { recursive: true });
+        // No pool unless a test asks for one: pooled sandboxes live in the data dir like user
+        // sandboxes, so the leak checks of every other test would see them (pool.test.mjs covers it).
+        const pool = extraArgs.includes('--pool-size') ? [] : ['--pool-size', '0'];
         const args = ['--listen', '127.0.0.1:0', '--data-dir', dataDir, '--api-key', key,
-                '--templates-dir', TEMPLATES_DIR, '--log-level', 'debug', ...extraArgs];
+                '--templates-dir', TEMPLATES_DIR, '--log-level', 'debug', ...pool, ...extraArgs];
         const proc = spawn(SBXD, args, { stdio: ['ignore', 'pipe', 'pipe'] });
         const d = new Daemon(proc, dataDir, key, args);
         d.ownDataDir = ownDir;
