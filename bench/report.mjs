@@ -49,7 +49,7 @@ const peerNames = [
 ].filter((n, i, a) => a.indexOf(n) === i && (read(`peer-${n}.json`) !== null || read(`peer-${n}.err`) !== null));
 
 const sbx = {};
-for (const step of ['wait', 'create', 'exec', 'cycle', 'density-host', 'density-base']) {
+for (const step of ['wait', 'create', 'exec', 'cycle-nopool', 'create-pool', 'cycle', 'density-host', 'density-base']) {
   const r = readJson(`sbx-${step}.json`);
   const e = read(`sbx-${step}.err`);
   if (r) sbx[step] = r;
@@ -102,14 +102,19 @@ const failed = [];
 if (sbxError) failed.push(['sbx', sbxError]);
 if (sbx.wait?.error) failed.push(['sbx (sbxd start)', sbx.wait.error]);
 const sbxLabels = {
-  create: 'sbx create -> ready (POST /v1/sandboxes)',
+  create: 'sbx create -> ready, no pool',
   exec: 'sbx exec true round trip (POST .../exec)',
-  cycle: 'sbx create + exec true + delete',
+  'cycle-nopool': 'sbx create + exec true + delete, no pool',
+  'create-pool': 'sbx create -> ready, pool (default)',
+  cycle: 'sbx create + exec true + delete, pool',
 };
 for (const [step, label] of Object.entries(sbxLabels)) {
   if (!sbx[step]) continue;
   if (sbx[step].error) failed.push([`sbx ${step}`, sbx[step].error]);
-  else row(label, sbx[step], step === 'cycle' ? '1.00x (reference)' : '');
+  else if (step === 'cycle') row(label, sbx[step], '1.00x (reference)');
+  else if (step === 'cycle-nopool' && ref && sbx[step].p50_ms)
+    row(label, sbx[step], `${(sbx[step].p50_ms / ref.p50_ms).toFixed(2)}x`);
+  else row(label, sbx[step]);
 }
 for (const p of peers) {
   if (!p.ok) {

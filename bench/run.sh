@@ -338,30 +338,46 @@ sbx_step() { # sbx_step NAME sbx-bench-args...
         return 1
 }
 
+# start_sbx POOL_SIZE: a private sbxd on a free port with a throw-away data dir
+start_sbx() {
+        port=$("$sbxbench" freeport)
+        key=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+        data=$(mktemp -d /var/tmp/sbx-bench-data.XXXXXX)
+        mkdir -p "$templates"
+        export SBX_URL=http://127.0.0.1:$port SBX_KEY=$key
+        say "sbx: starting $sbxd --pool-size $1 on 127.0.0.1:$port (data $data, templates $templates)"
+        "$sbxd" --listen "127.0.0.1:$port" --data-dir "$data" --api-key "$key" --log-level warn \
+                --templates-dir "$templates" --pool-size "$1" >>"$res/sbxd.log" 2>&1 </dev/null &
+        sbxd_pid=$!
+        say "sbx: waiting for /v1/health and the base template (first start builds it)"
+        if sbx_step wait --template base --timeout 1200 wait; then
+                rm -f "$res/sbx-wait.json"
+                return 0
+        fi
+        return 1
+}
+
 if ((do_sbx)); then
         if [[ ! -x $sbxd ]]; then
                 echo "sbxd not found at $sbxd (build it with scripts/build.sh)" >"$res/sbx.err"
                 say "sbx: $(cat "$res/sbx.err"), skipped"
         else
-                port=$("$sbxbench" freeport)
-                key=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-                data=$(mktemp -d /var/tmp/sbx-bench-data.XXXXXX)
-                mkdir -p "$templates"
-                export SBX_URL=http://127.0.0.1:$port SBX_KEY=$key
-                say "sbx: starting $sbxd on 127.0.0.1:$port (data $data, templates $templates)"
-                "$sbxd" --listen "127.0.0.1:$port" --data-dir "$data" --api-key "$key" --log-level warn \
-                        --templates-dir "$templates" >"$res/sbxd.log" 2>&1 </dev/null &
-                sbxd_pid=$!
-                say "sbx: waiting for /v1/health and the base template (first start builds it)"
-                if sbx_step wait --template base --timeout 1200 wait; then
-                        rm -f "$res/sbx-wait.json"
+                # without the pool: what a create costs from scratch (the issue's "no pool" numbers)
+                if start_sbx 0; then
                         sbx_step create -n "$runs" -w "$warmup" --template base create
                         sbx_step exec -n "$runs" -w "$warmup" --template base exec
-                        sbx_step cycle -n "$runs" -w "$warmup" --template base cycle
+                        sbx_step cycle-nopool -n "$runs" -w "$warmup" --template base cycle
                         if ((density > 0)); then
                                 sbx_step density-host -n "$runs" --count "$density" --template host density
                                 sbx_step density-base -n "$runs" --count "$density" --template base density
                         fi
+                fi
+                cleanup
+                # the default configuration: sandboxes launched ahead (--pool-size 2)
+                sleep 5 # let the kernel finish tearing down the previous daemon's sandboxes
+                if start_sbx 2; then
+                        sbx_step create-pool -n "$runs" -w "$warmup" --template base create
+                        sbx_step cycle -n "$runs" -w "$warmup" --template base cycle
                 fi
                 cleanup
         fi
