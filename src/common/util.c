@@ -166,6 +166,23 @@ int parse_u64(const char *s, uint64_t *ret)
         return 0;
 }
 
+int parse_u64_prefix(const char *s, uint64_t *ret)
+{
+        char digits[24];
+        size_t n = 0;
+
+        while (s[n] >= '0' && s[n] <= '9' && n < sizeof digits - 1) {
+                digits[n] = s[n];
+                n++;
+        }
+        if (n == 0)
+                return -EINVAL;
+        if (s[n] >= '0' && s[n] <= '9')
+                return -ERANGE;
+        digits[n] = '\0';
+        return parse_u64(digits, ret);
+}
+
 int write_all(int fd, const void *buf, size_t len)
 {
         const char *p = buf;

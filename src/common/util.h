@@ -31,6 +31,8 @@ bool utf8_valid(const char *s, size_t len);
 
 /* Parse a non-negative decimal integer that fits in uint64 (no sign, no spaces). */
 int parse_u64(const char *s, uint64_t *ret);
+/* Same, but stops at the first non-digit (at least one digit is required). */
+int parse_u64_prefix(const char *s, uint64_t *ret);
 
 /* Write all of buf to fd, retrying on EINTR. Returns 0 or -errno. */
 int write_all(int fd, const void *buf, size_t len);

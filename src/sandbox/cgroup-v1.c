@@ -119,22 +119,7 @@ int cgroup_v1__create(const struct cgroup_root *root, const char *name, const st
 
 int cgroup_v1__oom_kills(const struct cgroup_root *root, const char *name, uint64_t *ret)
 {
-        _cleanup_close_ int fd = -EBADF;
-        char buf[1024];
-        const char *p;
-        int r;
-
         if (root->v1_fd[CGV1_MEMORY] < 0)
                 return -EOPNOTSUPP;
-        fd = openat(root->v1_fd[CGV1_MEMORY], name, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        r = read_file_at(fd, "memory.oom_control", buf, sizeof buf);
-        if (r < 0)
-                return r;
-        p = strstr(buf, "oom_kill ");
-        if (!p)
-                return -ENODATA;
-        *ret = strtoull(p + strlen("oom_kill "), NULL, 10);
-        return 0;
+        return cgroup__read_oom_kill(root->v1_fd[CGV1_MEMORY], name, "memory.oom_control", ret);
 }

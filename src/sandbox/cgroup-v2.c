@@ -92,20 +92,5 @@ int cgroup_v2__set_limits(int dirfd, const struct cgroup_limits *l, struct sbx_e
 
 int cgroup_v2__oom_kills(const struct cgroup_root *root, const char *name, uint64_t *ret)
 {
-        _cleanup_close_ int fd = -EBADF;
-        char buf[1024];
-        const char *p;
-        int r;
-
-        fd = openat(root->unified_fd, name, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        r = read_file_at(fd, "memory.events", buf, sizeof buf);
-        if (r < 0)
-                return r;
-        p = strstr(buf, "oom_kill ");
-        if (!p)
-                return -ENODATA;
-        *ret = strtoull(p + strlen("oom_kill "), NULL, 10);
-        return 0;
+        return cgroup__read_oom_kill(root->unified_fd, name, "memory.events", ret);
 }

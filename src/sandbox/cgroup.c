@@ -452,6 +452,26 @@ int cgroup_exec_remove(const struct cgroup_root *root, const char *name, uint64_
         return 0;
 }
 
+int cgroup__read_oom_kill(int parent_fd, const char *name, const char *file, uint64_t *ret)
+{
+        _cleanup_close_ int fd = -EBADF;
+        char buf[1024];
+        const char *p;
+        int r;
+
+        fd = openat(parent_fd, name, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        r = read_file_at(fd, file, buf, sizeof buf);
+        if (r < 0)
+                return r;
+        /* both v1's memory.oom_control and v2's memory.events have an "oom_kill N" line */
+        p = strstr(buf, "oom_kill ");
+        if (!p)
+                return -ENODATA;
+        return parse_u64_prefix(p + strlen("oom_kill "), ret);
+}
+
 int cgroup_oom_kills(const struct cgroup_root *root, const char *name, uint64_t *ret)
 {
         return root->mode == CGROUP_MODE_V1 ? cgroup_v1__oom_kills(root, name, ret)

@@ -97,3 +97,5 @@ int cgroup_v2__oom_kills(const struct cgroup_root *root, const char *name, uint6
 /* Helpers shared by the backends. */
 int cgroup__own_path(const char *controller, char *buf, size_t size);
 int cgroup__mkdir_parent(int mount_fd, const char *own, const char *instance, int *ret_fd, struct sbx_err *err);
+/* The "oom_kill N" counter of cgroup `name` below parent_fd, read from `file`. */
+int cgroup__read_oom_kill(int parent_fd, const char *name, const char *file, uint64_t *ret);
