@@ -85,6 +85,7 @@ struct manager {
         unsigned pending_cleanups;       /* deleted sandboxes' cleanups on the worker pool */
         unsigned pending_launches;       /* launches on the worker pool */
         unsigned pool_size;              /* sandboxes kept ready per template used */
+        unsigned max_sandboxes;          /* cap on live sandboxes (fds: 2 each) */
         struct pool *pools;              /* one per template that was asked for */
         bool freeing;                    /* manager_free() was called; free when cleanups end */
 };

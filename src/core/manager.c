@@ -805,9 +805,9 @@ int manager_create(struct manager *m, struct sandbox_spec *spec, manager_done_fn
                         (void)template_build(m->templates, spec->template_name, NULL, NULL, NULL, NULL);
                 return r;
         }
-        if (m->n_live >= SBX_MAX_SANDBOXES)
-                return sbx_err_setr(err, -SBX_E_LIMIT, "limit_exceeded", "at most %d sandboxes may exist at once",
-                                    SBX_MAX_SANDBOXES);
+        if (m->n_live >= m->max_sandboxes)
+                return sbx_err_setr(err, -SBX_E_LIMIT, "limit_exceeded", "at most %u sandboxes may exist at once",
+                                    m->max_sandboxes);
         if (pool_eligible(spec)) {
                 sb = pool__take(m, spec->template_name);
                 if (sb)
@@ -1077,6 +1077,8 @@ int manager_new(uv_loop_t *loop, struct store *store, struct template_store *tem
         snprintf(m->data_dir, sizeof m->data_dir, "%s", cfg->data_dir);
         snprintf(m->instance, sizeof m->instance, "%s", cfg->instance);
         m->pool_size = cfg->pool_size;
+        m->max_sandboxes = cfg->max_sandboxes && cfg->max_sandboxes < SBX_MAX_SANDBOXES ? cfg->max_sandboxes
+                                                                                        : SBX_MAX_SANDBOXES;
         if ((size_t)snprintf(m->sandboxes_dir, sizeof m->sandboxes_dir, "%s/sandboxes", cfg->data_dir) >=
             sizeof m->sandboxes_dir)
                 return sbx_err_set(err, -ENAMETOOLONG, "data dir path too long");

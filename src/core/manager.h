@@ -28,6 +28,7 @@ struct manager_config {
         const char *init_path;      /* the sbx-init binary */
         const char *instance;       /* daemon instance id: names the cgroup parent */
         unsigned pool_size;         /* sandboxes kept ready per template in use (0 = no pool) */
+        unsigned max_sandboxes;     /* live sandboxes at once (0 = SBX_MAX_SANDBOXES) */
 };
 
 int manager_new(uv_loop_t *loop, struct store *store, struct template_store *templates,

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
@@ -216,7 +217,19 @@ static int run(struct daemon *d, struct sbx_err *err)
         r = template_store_open(d->templates_dir, d->loop, &d->templates, err);
         if (r < 0)
                 return r;
+        struct rlimit nofile = { 0 };
+        unsigned max_sandboxes = SBX_MAX_SANDBOXES;
+        if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY) {
+                /* keep 1024 fds for connections and the daemon itself; 2 per sandbox */
+                uint64_t fit = nofile.rlim_cur > 1024 + 2 ? (nofile.rlim_cur - 1024) / 2 : 1;
+                if (fit < max_sandboxes)
+                        max_sandboxes = (unsigned)fit;
+        }
+        if (max_sandboxes < SBX_MAX_SANDBOXES)
+                log_info("at most %u sandboxes at once (RLIMIT_NOFILE %llu)", max_sandboxes,
+                         (unsigned long long)nofile.rlim_cur);
         mc = (struct manager_config){
+                .max_sandboxes = max_sandboxes,
                 .data_dir = d->data_dir,
                 .init_path = d->init_path,
                 .instance = d->instance,
@@ -310,6 +323,13 @@ int main(int argc, char **argv)
                 return 1;
         }
         (void)signal(SIGPIPE, SIG_IGN);
+        /* every live sandbox holds two fds here (its PID 1's pidfd, the sbx-init connection) and
+         * a running exec three more: take the whole hard limit, and size the sandbox cap by it */
+        struct rlimit nofile;
+        if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+                nofile.rlim_cur = nofile.rlim_max;
+                (void)setrlimit(RLIMIT_NOFILE, &nofile);
+        }
         if (d.cfg.init_path)
                 snprintf(d.init_path, sizeof d.init_path, "%s", d.cfg.init_path);
         else {
