@@ -132,6 +132,8 @@ static void exec_finish(struct exec_handle *h, int r, const struct sbx_err *err)
                 }
                 metrics_exec(res.duration_usec);
         }
+        /* answer first: the housekeeping below is off the client's critical path */
+        call_done(h, r, err, r >= 0 ? &res : NULL);
         if (sb->ctl_fd >= 0)
                 (void)init_client_send_release(sb->ctl_fd, h->seq);
         /* an empty group goes back to the pool (or away); one with leftover background
@@ -148,7 +150,6 @@ static void exec_finish(struct exec_handle *h, int r, const struct sbx_err *err)
                   (now_usec() - h->t0) / 1000.0, h->t_spawned ? (h->t_spawned - h->t0) / 1000.0 : 0.0,
                   h->t_exited && h->t_spawned ? (h->t_exited - h->t_spawned) / 1000.0 : 0.0,
                   h->t_exited ? (now_usec() - h->t_exited) / 1000.0 : 0.0);
-        call_done(h, r, err, r >= 0 ? &res : NULL);
         sandbox__idle_touch(sb);
         exec_maybe_free(h);
 }
@@ -299,7 +300,11 @@ static void on_spawned(struct exec_handle *h, struct init_client_msg *msg)
                 return;
         }
         h->phase = EXEC_RUNNING;
-        r = open_pipe(h, &h->in, TAKE_FD(msg->fds[0]), &h->in_open);
+        /* no stdin: closing sbxd's end gives the process EOF at once, no pipe handle needed */
+        if (h->spec.stdin_data && h->spec.stdin_len > 0)
+                r = open_pipe(h, &h->in, TAKE_FD(msg->fds[0]), &h->in_open);
+        else
+                r = 0, msg->fds[0] = safe_close(msg->fds[0]);
         if (r >= 0)
                 r = open_pipe(h, &h->out, TAKE_FD(msg->fds[1]), &h->out_open);
         if (r >= 0)
@@ -312,13 +317,12 @@ static void on_spawned(struct exec_handle *h, struct init_client_msg *msg)
         }
         (void)uv_read_start((uv_stream_t *)&h->out, on_alloc, on_read);
         (void)uv_read_start((uv_stream_t *)&h->err, on_alloc, on_read);
-        if (h->spec.stdin_data && h->spec.stdin_len > 0) {
+        if (h->in_open) {
                 uv_buf_t b = uv_buf_init(h->spec.stdin_data, (unsigned)h->spec.stdin_len);
                 h->wreq.data = h;
                 if (uv_write(&h->wreq, (uv_stream_t *)&h->in, &b, 1, on_stdin_written) < 0)
                         close_exec_handle(h, (uv_handle_t *)&h->in, &h->in_open);
-        } else
-                close_exec_handle(h, (uv_handle_t *)&h->in, &h->in_open);
+        }
 }
 
 static void on_exited(struct exec_handle *h, const struct init_exited *ex)
