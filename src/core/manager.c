@@ -782,6 +782,59 @@ static int activate_pooled(struct manager *m, struct sandbox *sb, struct sandbox
         return 0;
 }
 
+/* A create that waits for its template to be built. */
+struct pending_create {
+        struct manager *m;
+        struct sandbox_spec spec;
+        manager_done_fn done;
+        void *data;
+};
+
+static void on_template_ready(const char *name, int result, const struct sbx_err *err, void *data)
+{
+        _cleanup_free_ struct pending_create *pc = data;
+        struct sbx_err e = { 0 };
+        int r;
+
+        if (result == -ECANCELED) {
+                /* sbxd is shutting down: the API and the manager are gone, nobody to answer */
+                sandbox_spec_release(&pc->spec);
+                return;
+        }
+        if (result < 0) {
+                if (err && err->code)
+                        e = *err;
+                else
+                        sbx_err_setr(&e, -SBX_E_UNAVAILABLE, "template_not_ready", "template '%s' could not be built",
+                                     name);
+                pc->done(pc->data, e.code, &e, NULL);
+                sandbox_spec_release(&pc->spec);
+                return;
+        }
+        r = manager_create(pc->m, &pc->spec, pc->done, pc->data, &e);
+        if (r < 0)
+                pc->done(pc->data, r, &e, NULL);
+        sandbox_spec_release(&pc->spec);
+}
+
+static int create_after_build(struct manager *m, struct sandbox_spec *spec, manager_done_fn done, void *data,
+                              struct sbx_err *err)
+{
+        struct pending_create *pc = calloc(1, sizeof *pc);
+        int r;
+
+        if (!pc)
+                return -ENOMEM;
+        *pc = (struct pending_create){ .m = m, .spec = *spec, .done = done, .data = data };
+        memset(spec, 0, sizeof *spec); /* the pending create owns it now */
+        r = template_build(m->templates, pc->spec.template_name, NULL, on_template_ready, pc, err);
+        if (r < 0) {
+                *spec = pc->spec; /* give it back: the caller releases it */
+                free(pc);
+        }
+        return r;
+}
+
 /* Can this request use a pooled sandbox (launched with the default limits)? /tmp's size and
  * RLIMIT_NPROC were fixed at launch, so memory must be the default and pids not above it. */
 static bool pool_eligible(const struct sandbox_spec *spec)
@@ -799,12 +852,12 @@ int manager_create(struct manager *m, struct sandbox_spec *spec, manager_done_fn
         json_t *spec_json;
         int r;
 
-        r = template_lookup(m->templates, spec->template_name, &tmpl, err);
-        if (r < 0) {
-                if (r == -SBX_E_UNAVAILABLE)
-                        (void)template_build(m->templates, spec->template_name, NULL, NULL, NULL, NULL);
-                return r;
-        }
+        r = template_lookup(m->templates, spec->template_name, &tmpl, NULL);
+        if (r == -SBX_E_UNAVAILABLE)
+                /* being built (or not yet): the create waits for it, as "returns when ready" says */
+                return create_after_build(m, spec, done, data, err);
+        if (r < 0)
+                return template_lookup(m->templates, spec->template_name, &tmpl, err);
         if (m->n_live >= m->max_sandboxes)
                 return sbx_err_setr(err, -SBX_E_LIMIT, "limit_exceeded", "at most %u sandboxes may exist at once",
                                     m->max_sandboxes);
