@@ -398,6 +398,14 @@ int cgroup_exec_open(const struct cgroup_root *root, const char *name, uint64_t 
         if (root->unified_fd < 0)
                 return -EOPNOTSUPP;
         exec_group_name(name, seq, path, sizeof path);
+        /* a group made earlier (reused from the sandbox's pool) is ready: just open it */
+        fd = openat(root->unified_fd, path, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+                *ret_fd = fd;
+                return 0;
+        }
+        if (errno != ENOENT)
+                return -errno;
         if (mkdirat(root->unified_fd, path, 0755) < 0 && errno != EEXIST)
                 return -errno;
         fd = openat(root->unified_fd, path, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
@@ -406,6 +414,7 @@ int cgroup_exec_open(const struct cgroup_root *root, const char *name, uint64_t 
         if (fchownat(fd, "cgroup.procs", uid, (gid_t)-1, AT_SYMLINK_NOFOLLOW) < 0) {
                 int r = -errno;
                 close(fd);
+                (void)unlinkat(root->unified_fd, path, AT_REMOVEDIR);
                 return r;
         }
         *ret_fd = fd;
