@@ -6,6 +6,9 @@
 #include <string.h>
 
 static int err_vset(struct sbx_err *err, int code, const char *reason, const char *fmt, va_list ap)
+        __attribute__((format(printf, 4, 0)));
+
+static int err_vset(struct sbx_err *err, int code, const char *reason, const char *fmt, va_list ap)
 {
         if (!err || err->code != 0)
                 return code;
