@@ -217,6 +217,33 @@ test('NDJSON streaming: output arrives while the process runs; last line is exit
         for (const l of s.lines) assert.ok(['stdout', 'stderr', 'exit'].includes(l.obj.type), fmt(l.raw));
 });
 
+test('NDJSON streaming: 24 MB through back-pressure arrive whole, with stdout and stderr apart', { timeout: 60_000 }, async () => {
+        // far more than the 256 KiB stream buffer and the 1 MiB buffered cap: nothing may be lost,
+        // truncated or reordered within a stream, and the exit line comes last
+        const n = 16 * 1024 * 1024, m = 8 * 1024 * 1024;
+        const s = await fx.api.execStream(sb.id, {
+                cmd: `head -c ${n} /dev/zero | tr '\\0' a; head -c ${m} /dev/zero | tr '\\0' b >&2`,
+        });
+        assert.equal(s.status, 200, fmt(s.text.slice(0, 500)));
+        let out = 0, err = 0, other = 0;
+        for (const l of s.lines) {
+                if (l.obj.type === 'stdout') {
+                        out += l.obj.data.length;
+                        if (!/^a*$/.test(l.obj.data)) other++;
+                } else if (l.obj.type === 'stderr') {
+                        err += l.obj.data.length;
+                        if (!/^b*$/.test(l.obj.data)) other++;
+                }
+        }
+        assert.equal(out, n, 'every stdout byte arrived');
+        assert.equal(err, m, 'every stderr byte arrived');
+        assert.equal(other, 0, 'no stream mixed into the other');
+        const last = s.lines[s.lines.length - 1];
+        assert.equal(last.obj.type, 'exit');
+        assert.equal(last.obj.exitCode, 0);
+        assert.equal(last.obj.truncated, false);
+});
+
 test('NDJSON streaming of a timed-out exec ends with timedOut true', { timeout: 30_000 }, async () => {
         const s = await fx.api.execStream(sb.id, { cmd: 'echo start; sleep 30', timeout: 1 });
         assert.equal(s.status, 200, fmt(s.text));

@@ -23,6 +23,8 @@ struct exec_req {
         bool truncated;
         char *pending;                     /* streamed mode: a line the stream could not take yet */
         size_t pending_len;
+        char *last;                        /* streamed mode: the exit (or error) line, once known */
+        size_t last_len;
 };
 
 static void exec_req_maybe_free(struct exec_req *x)
@@ -32,6 +34,7 @@ static void exec_req_maybe_free(struct exec_req *x)
         free(x->out);
         free(x->err);
         free(x->pending);
+        free(x->last);
         free(x);
 }
 
@@ -68,18 +71,31 @@ static bool append(char **dst, size_t *dst_len, const char *buf, size_t len, boo
         return true;
 }
 
-static void on_stream_drain(struct http_stream *s, void *data)
+/* Write what waits (an output line, then the last line) as far as the stream takes it; end the
+ * stream after the last line. Called again from the drain callback while something waits. */
+static void stream_flush(struct exec_req *x)
 {
-        struct exec_req *x = data;
-
         if (x->pending) {
                 if (http_stream_write(x->stream, x->pending, x->pending_len) == -ENOBUFS)
                         return;
                 free(x->pending);
                 x->pending = NULL;
         }
+        if (x->last) {
+                if (http_stream_write(x->stream, x->last, x->last_len) == -ENOBUFS)
+                        return;
+                free(x->last);
+                x->last = NULL;
+                http_stream_end(x->stream);
+                return;
+        }
         if (x->h)
                 exec_handle_resume(x->h);
+}
+
+static void on_stream_drain(struct http_stream *s, void *data)
+{
+        stream_flush(data);
 }
 
 static bool on_output(void *data, enum exec_stream stream, const char *buf, size_t len)
@@ -144,14 +160,15 @@ static void on_exec_done(void *data, int r, const struct sbx_err *err, const str
                                 json_object_set_new(o, "type", json_string("exit"));
                 }
                 char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-                if (text) {
-                        size_t n = strlen(text);
-                        text[n] = '\n';
-                        (void)http_stream_write(x->stream, text, n + 1);
-                        free(text);
-                }
                 json_decref(o);
-                http_stream_end(x->stream);
+                if (!text) {
+                        http_stream_end(x->stream); /* no memory: the client sees no exit line */
+                        return;
+                }
+                x->last_len = strlen(text) + 1;
+                text[x->last_len - 1] = '\n'; /* replaces the NUL: written with its length */
+                x->last = text;
+                stream_flush(x); /* ends the stream once everything before it went out */
                 return;
         }
         if (r < 0) {
