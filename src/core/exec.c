@@ -164,6 +164,10 @@ static void on_grace(uv_timer_t *t)
 {
         struct exec_handle *h = t->data;
 
+        /* the caller paused the output (back-pressure): what waits in the pipes is not lost to a
+         * grace period the caller spent; exec_handle_resume() re-arms it */
+        if (h->paused)
+                return;
         /* background children still hold the pipes: stop reading, report the exit */
         close_exec_handle(h, (uv_handle_t *)&h->out, &h->out_open);
         close_exec_handle(h, (uv_handle_t *)&h->err, &h->err_open);
@@ -225,6 +229,8 @@ void exec_handle_resume(struct exec_handle *h)
         if (!h->paused || h->phase == EXEC_FINISHED)
                 return;
         h->paused = false;
+        if (h->phase == EXEC_DRAINING)
+                uv_timer_start(&h->timer, on_grace, EXEC_EXIT_GRACE_MS, 0);
         if (h->out_open)
                 (void)uv_read_start((uv_stream_t *)&h->out, on_alloc, on_read);
         if (h->err_open)

@@ -244,6 +244,36 @@ test('NDJSON streaming: 24 MB through back-pressure arrive whole, with stdout an
         assert.equal(last.obj.truncated, false);
 });
 
+test('NDJSON streaming: a client that stalls loses nothing, also when the process exits meanwhile', { timeout: 60_000 }, async () => {
+        // the client stops reading for a while after the first chunk; whatever sbxd, the kernel and
+        // the client's buffers do meanwhile, every byte must arrive once it reads again, and the
+        // exit line must come last
+        const n = 12 * 1024 * 1024;
+        for (const stall of [1500, 300]) {
+                const res = await fx.api.request('POST', `/v1/sandboxes/${sb.id}/exec`,
+                        { cmd: `head -c ${n} /dev/zero | tr '\\0' a` },
+                        { stream: true, headers: { accept: 'application/x-ndjson' }, timeoutMs: 50_000 });
+                assert.equal(res.status, 200);
+                const reader = res.body.getReader();
+                const dec = new TextDecoder();
+                let text = '', first = true;
+                for (;;) {
+                        const { value, done } = await reader.read();
+                        if (done) break;
+                        text += dec.decode(value, { stream: true });
+                        if (first) {
+                                first = false;
+                                await new Promise((r) => setTimeout(r, stall));
+                        }
+                }
+                const lines = text.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+                const got = lines.filter((l) => l.type === 'stdout').reduce((a, l) => a + l.data.length, 0);
+                assert.equal(got, n, `stall ${stall} ms: every stdout byte arrived`);
+                assert.equal(lines[lines.length - 1].type, 'exit');
+                assert.equal(lines[lines.length - 1].exitCode, 0);
+        }
+});
+
 test('NDJSON streaming of a timed-out exec ends with timedOut true', { timeout: 30_000 }, async () => {
         const s = await fx.api.execStream(sb.id, { cmd: 'echo start; sleep 30', timeout: 1 });
         assert.equal(s.status, 200, fmt(s.text));
