@@ -4,9 +4,11 @@
 
 #include "api/server.h"
 #include "core/manager.h"
+#include "images/template.h"
 
 struct api_context {
         struct manager *manager;
+        struct template_store *templates;
         const char *version;
 };
 

@@ -26,3 +26,7 @@ void v1_sandbox_stop(struct http_request *req);
 void v1_sandbox_start(struct http_request *req);
 /* POST /v1/sandboxes/{id}/exec: Run a command in a sandbox */
 void v1_sandbox_exec(struct http_request *req);
+/* GET /v1/templates: List templates */
+void v1_template_list(struct http_request *req);
+/* GET /v1/templates/{name}: Get a template */
+void v1_template_get(struct http_request *req);

@@ -143,6 +143,7 @@ int cli_parse_number(const char *opt, const char *s, double *ret, struct cli_err
 int cmd_create(struct cli *cli, int argc, char **argv, struct cli_err *err); /* cmd-sandbox.c */
 int cmd_ls(struct cli *cli, int argc, char **argv, struct cli_err *err);
 int cmd_inspect(struct cli *cli, int argc, char **argv, struct cli_err *err);
+int cmd_template(struct cli *cli, int argc, char **argv, struct cli_err *err);
 int cmd_rm(struct cli *cli, int argc, char **argv, struct cli_err *err);
 int cmd_stop(struct cli *cli, int argc, char **argv, struct cli_err *err);
 int cmd_start(struct cli *cli, int argc, char **argv, struct cli_err *err);

@@ -85,6 +85,12 @@ static const struct verb verbs[] = {
           "usage: sbx start ID...\n"
           "\n"
           "Start stopped sandboxes again. Prints each id (with --json, each sandbox object).\n" },
+        { "template", cmd_template, "list templates or show one",
+          "usage: sbx template ls\n"
+          "       sbx template inspect NAME\n"
+          "\n"
+          "'ls' lists the template catalog as a table (NAME STATE SIZE DESCRIPTION); 'inspect'\n"
+          "prints one template as indented JSON. Aliases such as python:3 or node:18 work too.\n" },
         { "rm", cmd_rm, "delete sandboxes",
           "usage: sbx rm ID...\n"
           "\n"

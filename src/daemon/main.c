@@ -242,7 +242,7 @@ static int run(struct daemon *d, struct sbx_err *err)
         if (r < 0)
                 return r;
 
-        d->api = (struct api_context){ .manager = d->manager, .version = SBX_VERSION };
+        d->api = (struct api_context){ .manager = d->manager, .templates = d->templates, .version = SBX_VERSION };
         if (d->cfg.unix_path)
                 snprintf(d->unix_path, sizeof d->unix_path, "%s", d->cfg.unix_path);
         else

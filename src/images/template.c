@@ -51,15 +51,48 @@ struct template_def {
         const char *suite;   /* TEMPLATE_DEBIAN only */
         const char *variant; /* TEMPLATE_DEBIAN only */
         const char *include; /* TEMPLATE_DEBIAN only: comma-separated extra packages */
+        const char *description;
 };
 
+/* The built-in catalog: everything comes from Debian's packages, built on first use and cached. */
 static const struct template_def template_defs[] = {
-        { .name = "host", .kind = TEMPLATE_HOST },
+        { .name = "host",
+          .kind = TEMPLATE_HOST,
+          .description = "the host's /usr and /etc, read-only (tests and trials; exposes the host's files)" },
         { .name = "base",
           .kind = TEMPLATE_DEBIAN,
           .suite = "bookworm",
           .variant = "minbase",
-          .include = "bash,coreutils,ca-certificates" },
+          .include = "bash,coreutils,ca-certificates",
+          .description = "Debian 12 minbase with bash, coreutils and ca-certificates" },
+        { .name = "python",
+          .kind = TEMPLATE_DEBIAN,
+          .suite = "bookworm",
+          .variant = "minbase",
+          .include = "bash,coreutils,ca-certificates,python3,python3-pip,python3-venv",
+          .description = "base + Python 3.11 with pip and venv" },
+        { .name = "node",
+          .kind = TEMPLATE_DEBIAN,
+          .suite = "bookworm",
+          .variant = "minbase",
+          .include = "bash,coreutils,ca-certificates,nodejs,npm",
+          .description = "base + Node.js 18 and npm (Debian's)" },
+        { .name = "full",
+          .kind = TEMPLATE_DEBIAN,
+          .suite = "bookworm",
+          .variant = "minbase",
+          .include = "bash,coreutils,ca-certificates,git,curl,build-essential,python3,python3-pip,python3-venv,"
+                     "nodejs,npm,jq,ripgrep",
+          .description = "base + git, curl, build-essential, Python 3, Node.js, jq and ripgrep" },
+};
+
+/* Names the vendor APIs use for the same runtimes ("runtime:tag"). */
+static const struct {
+        const char *alias, *name;
+} template_aliases[] = {
+        { "debian", "base" },   { "debian:12", "base" },  { "debian:bookworm", "base" },
+        { "python:3", "python" }, { "python3", "python" }, { "python:3.11", "python" },
+        { "node:18", "node" },  { "nodejs", "node" },
 };
 
 #define N_TEMPLATES ELEMENTSOF(template_defs)
@@ -462,6 +495,11 @@ static const struct template_def *template_def_find(const char *name)
 {
         if (!name)
                 return NULL;
+        for (size_t i = 0; i < ELEMENTSOF(template_aliases); i++)
+                if (!strcmp(template_aliases[i].alias, name)) {
+                        name = template_aliases[i].name;
+                        break;
+                }
         for (size_t i = 0; i < N_TEMPLATES; i++)
                 if (!strcmp(template_defs[i].name, name))
                         return &template_defs[i];
@@ -473,6 +511,30 @@ static struct template_slot *template_slot_find(struct template_store *ts, const
         const struct template_def *def = template_def_find(name);
 
         return def ? &ts->slots[def - template_defs] : NULL;
+}
+
+/* 404 naming the templates there are. */
+static int unknown_template(const char *name, struct sbx_err *err)
+{
+        char names[256];
+        size_t off = 0;
+
+        names[0] = '\0';
+        for (size_t i = 0; i < N_TEMPLATES && off < sizeof names; i++) {
+                int n = snprintf(names + off, sizeof names - off, "%s%s", i ? ", " : "", template_defs[i].name);
+                if (n < 0)
+                        break;
+                off += (size_t)n;
+        }
+        return sbx_err_setr(err, -SBX_E_NOT_FOUND, "template_not_found", "unknown template '%.64s' (available: %s)",
+                            name ? name : "", names);
+}
+
+const char *template_canonical_name(const char *name)
+{
+        const struct template_def *def = template_def_find(name);
+
+        return def ? def->name : NULL;
 }
 
 bool template_known(const char *name)
@@ -557,8 +619,7 @@ int template_lookup(struct template_store *ts, const char *name, struct template
         int n;
 
         if (!slot)
-                return sbx_err_setr(err, -SBX_E_NOT_FOUND, "template_not_found", "unknown template '%s'",
-                                    name ? name : "");
+                return unknown_template(name, err);
         if (!template_ready(ts, slot)) {
                 if (slot->build)
                         return sbx_err_setr(err, -SBX_E_UNAVAILABLE, "template_not_ready",
@@ -586,6 +647,60 @@ int template_lookup(struct template_store *ts, const char *name, struct template
         }
         *ret = info;
         return 0;
+}
+
+int template_status_list(struct template_store *ts, struct template_status *ret, size_t max, size_t *ret_n)
+{
+        size_t n = 0;
+
+        for (size_t i = 0; i < N_TEMPLATES && n < max; i++) {
+                struct template_slot *slot = &ts->slots[i];
+                struct template_status *st = &ret[n++];
+                char path[PATH_MAX + 32];
+                char buf[64 * 1024];
+                json_t *j;
+
+                memset(st, 0, sizeof *st);
+                snprintf(st->name, sizeof st->name, "%s", slot->def->name);
+                st->description = slot->def->description;
+                st->packages = slot->def->include;
+                if (template_ready(ts, slot))
+                        st->state = TEMPLATE_AVAILABLE;
+                else if (slot->build) {
+                        st->state = TEMPLATE_BUILDING;
+                        st->percent = slot->build->percent;
+                        snprintf(st->stage, sizeof st->stage, "%s", slot->build->stage);
+                } else if (slot->failed) {
+                        st->state = TEMPLATE_FAILED;
+                        snprintf(st->error, sizeof st->error, "%s", slot->last_error);
+                } else
+                        st->state = TEMPLATE_NOT_BUILT;
+                if (st->state != TEMPLATE_AVAILABLE || slot->def->kind != TEMPLATE_DEBIAN)
+                        continue;
+                /* size and build time, as the build recorded them */
+                snprintf(path, sizeof path, "%s/template.json", slot->def->name);
+                if (read_file_at(ts->dirfd, path, buf, sizeof buf) < 0)
+                        continue;
+                j = json_loads(buf, 0, NULL);
+                if (!j)
+                        continue;
+                st->size_bytes = (uint64_t)json_integer_value(json_object_get(j, "sizeBytes"));
+                snprintf(st->built_at, sizeof st->built_at, "%s", json_string_value(json_object_get(j, "builtAt")) ?: "");
+                json_decref(j);
+        }
+        *ret_n = n;
+        return 0;
+}
+
+const char *template_state_to_string(enum template_state s)
+{
+        static const char *const names[] = {
+                [TEMPLATE_AVAILABLE] = "available",
+                [TEMPLATE_BUILDING] = "building",
+                [TEMPLATE_FAILED] = "failed",
+                [TEMPLATE_NOT_BUILT] = "not_built",
+        };
+        return s >= 0 && s < _TEMPLATE_STATE_MAX ? names[s] : "invalid";
 }
 
 /* ---- building ---- */
@@ -1137,8 +1252,7 @@ int template_build(struct template_store *ts, const char *name, template_progres
                 return sbx_err_set(err, -EINVAL, "invalid arguments to template_build");
         slot = template_slot_find(ts, name);
         if (!slot)
-                return sbx_err_setr(err, -SBX_E_NOT_FOUND, "template_not_found", "unknown template '%s'",
-                                    name ? name : "");
+                return unknown_template(name, err);
         if (ts->closing)
                 return sbx_err_set(err, -ECANCELED, "template store is closing");
         if (slot->def->kind == TEMPLATE_HOST || template_ready(ts, slot)) {

@@ -15,6 +15,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "common/err.h"
@@ -50,7 +51,37 @@ void template_store_free(struct template_store *ts);
  * -SBX_E_UNAVAILABLE (reason "template_not_ready") while it is being built or not built yet. */
 int template_lookup(struct template_store *ts, const char *name, struct template_info *ret, struct sbx_err *err);
 
-/* True if name is a template this build knows how to make (host, base). */
+enum template_state {
+        TEMPLATE_AVAILABLE,
+        TEMPLATE_BUILDING,
+        TEMPLATE_FAILED,   /* the last build failed; a create or build tries again */
+        TEMPLATE_NOT_BUILT,
+        _TEMPLATE_STATE_MAX,
+};
+
+#define SBX_MAX_TEMPLATES 16
+
+struct template_status {
+        char name[SBX_MAX_TEMPLATE_NAME + 1];
+        enum template_state state;
+        const char *description;   /* static */
+        const char *packages;      /* static, comma-separated Debian packages; NULL for host */
+        unsigned percent;          /* while building */
+        char stage[64];            /* while building */
+        char error[SBX_ERR_MSG_MAX]; /* failed: why */
+        uint64_t size_bytes;       /* available: as measured by the build (0 for host) */
+        char built_at[40];         /* available: RFC 3339, "" if unknown */
+};
+
+/* Every template of the catalog with its state. Fills at most max entries. */
+int template_status_list(struct template_store *ts, struct template_status *ret, size_t max, size_t *ret_n);
+const char *template_state_to_string(enum template_state s);
+
+/* The catalog name behind name (itself, or what an alias like "python:3" stands for); NULL if
+ * unknown. */
+const char *template_canonical_name(const char *name);
+
+/* True if name is a template (or an alias like "python:3") this build knows how to make. */
 bool template_known(const char *name);
 
 /* Start building name in the background (child process on the loop) if it is not ready and not already
