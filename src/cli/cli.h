@@ -141,6 +141,9 @@ int cli_parse_number(const char *opt, const char *s, double *ret, struct cli_err
  * negative code with err filled, which main() prints; -CLI_E_USAGE exits 2, others exit 1.
  */
 int cmd_create(struct cli *cli, int argc, char **argv, struct cli_err *err); /* cmd-sandbox.c */
+/* Parse a verb's arguments when it has only the common options (--json, --url, --key, --help).
+ * Returns 0 to go on (operands start at optind), 1 if help was printed, or a negative error. */
+int cli_parse_plain(struct cli *cli, int argc, char **argv, struct cli_err *err);
 int cmd_ls(struct cli *cli, int argc, char **argv, struct cli_err *err);
 int cmd_inspect(struct cli *cli, int argc, char **argv, struct cli_err *err);
 int cmd_template(struct cli *cli, int argc, char **argv, struct cli_err *err);

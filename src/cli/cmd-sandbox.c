@@ -27,19 +27,6 @@ enum {
 };
 
 /* Parse options that none of these verbs has beyond the common ones; collect positionals. */
-static int parse_plain(struct cli *cli, int argc, char **argv, struct cli_err *err)
-{
-        static const struct option options[] = { CLI_COMMON_OPTIONS, {} };
-        int c, r;
-
-        while ((c = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
-                r = cli_common_option(cli, argv[0], c, argv, err);
-                if (r != 0)
-                        return r;
-        }
-        return 0;
-}
-
 static int no_arguments(int argc, char **argv, struct cli_err *err)
 {
         if (optind < argc)
@@ -294,7 +281,7 @@ int cmd_inspect(struct cli *cli, int argc, char **argv, struct cli_err *err)
         struct client *client;
         int r;
 
-        r = parse_plain(cli, argc, argv, err);
+        r = cli_parse_plain(cli, argc, argv, err);
         if (r != 0)
                 return r < 0 ? r : 0;
         if (optind >= argc)
@@ -328,7 +315,7 @@ static int for_each_id(struct cli *cli, int argc, char **argv, const char *metho
         struct client *client;
         int r, failed = 0;
 
-        r = parse_plain(cli, argc, argv, err);
+        r = cli_parse_plain(cli, argc, argv, err);
         if (r != 0)
                 return r < 0 ? r : 0;
         if (optind >= argc)

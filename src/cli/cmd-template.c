@@ -10,19 +10,6 @@
 #include "client.h"
 #include "output.h"
 
-static int parse_plain(struct cli *cli, int argc, char **argv, struct cli_err *err)
-{
-        static const struct option options[] = { CLI_COMMON_OPTIONS, {} };
-        int c, r;
-
-        while ((c = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
-                r = cli_common_option(cli, argv[0], c, argv, err);
-                if (r != 0)
-                        return r;
-        }
-        return 0;
-}
-
 static void human_size(json_t *v, char *buf, size_t size)
 {
         double b;
@@ -79,7 +66,7 @@ int cmd_template(struct cli *cli, int argc, char **argv, struct cli_err *err)
         const char *sub;
         int r;
 
-        r = parse_plain(cli, argc, argv, err);
+        r = cli_parse_plain(cli, argc, argv, err);
         if (r != 0)
                 return r < 0 ? r : 0;
         if (optind >= argc)

@@ -147,6 +147,19 @@ static const char *bad_option(char *const *argv, char *buf, size_t size)
         return arg ? arg : "?";
 }
 
+int cli_parse_plain(struct cli *cli, int argc, char **argv, struct cli_err *err)
+{
+        static const struct option options[] = { CLI_COMMON_OPTIONS, {} };
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
+                r = cli_common_option(cli, argv[0], c, argv, err);
+                if (r != 0)
+                        return r;
+        }
+        return 0;
+}
+
 int cli_common_option(struct cli *cli, const char *verb, int c, char *const *argv, struct cli_err *err)
 {
         const char *arg = optind > 0 ? argv[optind - 1] : NULL;
