@@ -144,6 +144,8 @@ int cmd_create(struct cli *cli, int argc, char **argv, struct cli_err *err); /* 
 /* Parse a verb's arguments when it has only the common options (--json, --url, --key, --help).
  * Returns 0 to go on (operands start at optind), 1 if help was printed, or a negative error. */
 int cli_parse_plain(struct cli *cli, int argc, char **argv, struct cli_err *err);
+/* GET path and print the object: indented JSON, or one line with --json. Returns 0 or an error. */
+int cli_show(struct cli *cli, const char *path, struct cli_err *err);
 int cmd_ls(struct cli *cli, int argc, char **argv, struct cli_err *err);
 int cmd_inspect(struct cli *cli, int argc, char **argv, struct cli_err *err);
 int cmd_template(struct cli *cli, int argc, char **argv, struct cli_err *err);

@@ -276,9 +276,7 @@ static char *sandbox_path(const char *id, const char *suffix)
 
 int cmd_inspect(struct cli *cli, int argc, char **argv, struct cli_err *err)
 {
-        _cleanup_json_ json_t *reply = NULL;
         _cleanup_free_ char *path = NULL;
-        struct client *client;
         int r;
 
         r = cli_parse_plain(cli, argc, argv, err);
@@ -289,20 +287,10 @@ int cmd_inspect(struct cli *cli, int argc, char **argv, struct cli_err *err)
         if (optind + 1 < argc)
                 return cli_err_set(err, -CLI_E_USAGE, "unexpected argument '%s' (see 'sbx inspect --help')",
                                    argv[optind + 1]);
-
-        r = cli_client(cli, &client, err);
-        if (r < 0)
-                return r;
         path = sandbox_path(argv[optind], "");
         if (!path)
                 return cli_err_set(err, -ENOMEM, "out of memory");
-        r = client_request(client, "GET", path, NULL, &reply, err);
-        if (r < 0)
-                return r;
-        if (!reply)
-                return cli_err_set(err, -CLI_E_PROTOCOL, "the server's reply is empty");
-        r = cli->json ? output_json(reply) : output_json_pretty(reply);
-        return r < 0 ? cli_err_set(err, -EIO, "cannot write to standard output") : 0;
+        return cli_show(cli, path, err);
 }
 
 /*

@@ -60,7 +60,6 @@ static int template_ls(struct client *client, bool json_out, struct cli_err *err
 
 int cmd_template(struct cli *cli, int argc, char **argv, struct cli_err *err)
 {
-        _cleanup_json_ json_t *reply = NULL;
         _cleanup_free_ char *esc = NULL, *path = NULL;
         struct client *client;
         const char *sub;
@@ -86,19 +85,10 @@ int cmd_template(struct cli *cli, int argc, char **argv, struct cli_err *err)
         if (optind + 2 < argc)
                 return cli_err_set(err, -CLI_E_USAGE, "unexpected argument '%s' (see 'sbx template --help')",
                                    argv[optind + 2]);
-        r = cli_client(cli, &client, err);
-        if (r < 0)
-                return r;
         esc = client_escape(argv[optind + 1]);
         path = esc ? malloc(strlen(esc) + sizeof "/v1/templates/") : NULL;
         if (!path)
                 return cli_err_set(err, -ENOMEM, "out of memory");
         snprintf(path, strlen(esc) + sizeof "/v1/templates/", "/v1/templates/%s", esc);
-        r = client_request(client, "GET", path, NULL, &reply, err);
-        if (r < 0)
-                return r;
-        if (!reply)
-                return cli_err_set(err, -CLI_E_PROTOCOL, "the server's reply is empty");
-        r = cli->json ? output_json(reply) : output_json_pretty(reply);
-        return r < 0 ? cli_err_set(err, -EIO, "cannot write to standard output") : 0;
+        return cli_show(cli, path, err);
 }

@@ -147,6 +147,24 @@ static const char *bad_option(char *const *argv, char *buf, size_t size)
         return arg ? arg : "?";
 }
 
+int cli_show(struct cli *cli, const char *path, struct cli_err *err)
+{
+        _cleanup_json_ json_t *reply = NULL;
+        struct client *client;
+        int r;
+
+        r = cli_client(cli, &client, err);
+        if (r < 0)
+                return r;
+        r = client_request(client, "GET", path, NULL, &reply, err);
+        if (r < 0)
+                return r;
+        if (!reply)
+                return cli_err_set(err, -CLI_E_PROTOCOL, "the server's reply is empty");
+        r = cli->json ? output_json(reply) : output_json_pretty(reply);
+        return r < 0 ? cli_err_set(err, -EIO, "cannot write to standard output") : 0;
+}
+
 int cli_parse_plain(struct cli *cli, int argc, char **argv, struct cli_err *err)
 {
         static const struct option options[] = { CLI_COMMON_OPTIONS, {} };
