@@ -153,6 +153,8 @@ function checkSchema(schema, limits) {
     if (handlers.has(r.handler)) problem(`${id}: handler '${r.handler}' used twice`);
     handlers.add(r.handler);
     if (typeof r.auth !== 'boolean') problem(`${id}: auth must be true or false`);
+    if (r.upload !== undefined && typeof r.upload !== 'boolean') problem(`${id}: upload must be true or false`);
+    if (r.upload && r.request) problem(`${id}: an upload route has no JSON request body`);
     if (/\*\//.test(r.summary ?? '') || !r.summary) problem(`${id}: summary must be set and must not contain '*/'`);
     const params = [...r.path.matchAll(/\{([^}]*)\}/g)].map((m) => m[1]);
     if (params.length > maxParams) problem(`${id}: ${params.length} path parameters, SBX_MAX_PATH_PARAMS is ${maxParams}`);
@@ -188,11 +190,14 @@ function genRoutesDef(schema) {
     '/* SPDX-License-Identifier: Apache-2.0 */',
     `/* ${BANNER} */`,
     '/*',
-    ' * ROUTE(METHOD, "pattern", handler, auth): one line per route of the native API, in schema',
-    ' * order (the router takes the first match). Expanded by src/api/routes.c and by tests.',
+    ' * ROUTE(METHOD, "pattern", handler, auth, upload): one line per route of the native API, in',
+    ' * schema order (the router takes the first match). upload: the body is streamed to a file',
+    ' * (http_request_upload_fd) instead of being collected in memory. Expanded by src/api/routes.c',
+    ' * and by tests.',
     ' */',
   ];
-  for (const r of schema.routes) lines.push(`ROUTE(${r.method}, "${r.path}", ${r.handler}, ${r.auth})`);
+  for (const r of schema.routes)
+    lines.push(`ROUTE(${r.method}, "${r.path}", ${r.handler}, ${r.auth}, ${r.upload === true})`);
   return lines.join('\n') + '\n';
 }
 
@@ -210,7 +215,7 @@ function genHandlersH(schema) {
     '',
   ];
   for (const r of schema.routes) {
-    lines.push(`/* ${r.method} ${r.path}: ${r.summary}${r.auth ? '' : ' (no auth)'} */`);
+    lines.push(`/* ${r.method} ${r.path}: ${r.summary}${r.auth ? '' : ' (no auth)'}${r.upload ? ' (body streamed to a file)' : ''} */`);
     lines.push(`void ${r.handler}(struct http_request *req);`);
   }
   return lines.join('\n') + '\n';
@@ -319,6 +324,9 @@ function genDocs(schema, limits) {
     if (r.query) {
       p('Query parameters:', '', ...fieldTable(r.query, true), '');
     }
+    if (r.upload) {
+      p('Body: streamed to disk (no 1 MiB limit); any content type, `Content-Length` or chunked.', '');
+    }
     if (r.request) {
       p('Request body (JSON object; every field optional unless stated, unknown fields are rejected):', '');
       p(...fieldTable(r.request.fields, true), '');
@@ -337,6 +345,7 @@ function genDocs(schema, limits) {
     const curl = ['curl'];
     if (r.method !== 'GET') curl.push(`-X ${r.method}`);
     if (r.auth) curl.push('-H "Authorization: Bearer $SBX_API_KEY"');
+    if (r.upload) curl.push('-T FILE');
     if (r.request?.example) curl.push(`-H 'Content-Type: application/json' -d '${JSON.stringify(r.request.example)}'`);
     curl.push(`"$SBX_URL${exampleParams(r.path)}"`);
     p('Example:', '', '```sh', curl.join(' \\\n  '), '```', '');

@@ -10,6 +10,7 @@ struct api_context {
         struct manager *manager;
         struct template_store *templates;
         const char *version;
+        const char *upload_dir;      /* O_TMPFILE files for uploads and exports (on the templates disk) */
 };
 
 static inline struct api_context *api_ctx(const struct http_request *req)

@@ -28,5 +28,21 @@ void v1_sandbox_start(struct http_request *req);
 void v1_sandbox_exec(struct http_request *req);
 /* GET /v1/templates: List templates */
 void v1_template_list(struct http_request *req);
+/* POST /v1/templates: Build a template from a spec */
+void v1_template_build(struct http_request *req);
+/* POST /v1/templates/import: Import an OCI image (body streamed to a file) */
+void v1_template_import(struct http_request *req);
+/* GET /v1/layers: List layers */
+void v1_layer_list(struct http_request *req);
+/* POST /v1/layers/gc: Collect unused layers */
+void v1_layer_gc(struct http_request *req);
 /* GET /v1/templates/{name}: Get a template */
 void v1_template_get(struct http_request *req);
+/* DELETE /v1/templates/{name}: Remove a template */
+void v1_template_delete(struct http_request *req);
+/* GET /v1/templates/{name}/build: Build status */
+void v1_template_build_status(struct http_request *req);
+/* GET /v1/templates/{name}/build/events: Follow a build (SSE) */
+void v1_template_build_events(struct http_request *req);
+/* GET /v1/templates/{name}/export: Export as an OCI image */
+void v1_template_export(struct http_request *req);

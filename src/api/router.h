@@ -34,6 +34,7 @@ struct route {
         http_handler_fn handler;
         bool auth;        /* Bearer token required */
         const char *name; /* handler name, for logs ("v1_sandbox_get") */
+        bool upload;      /* body streamed to a file in upload_dir, up to max_upload (server.h) */
 };
 
 /* Result of router_match(). params[] point into buf; both live as long as the struct. */

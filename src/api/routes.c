@@ -9,7 +9,7 @@
 #include "common/cleanup.h"
 
 const struct route api_routes[] = {
-#define ROUTE(m, p, h, a) { .method = HTTP_##m, .pattern = p, .handler = h, .auth = a, .name = #h },
+#define ROUTE(m, p, h, a, u) { .method = HTTP_##m, .pattern = p, .handler = h, .auth = a, .name = #h, .upload = u },
 #include "api/routes.def"
 #undef ROUTE
 };

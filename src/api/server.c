@@ -4,30 +4,31 @@
  * Each listener (TCP, unix) is one MHD daemon whose epoll fd is watched by a uv_poll_t; MHD_run
  * runs on readiness and a uv timer re-armed from MHD_get_timeout after every run covers work MHD
  * already has in hand (resumed connections, timeouts). This file owns request bookkeeping, body
- * collection, routing/auth dispatch, reply storage and streams; it holds no API logic (that is
- * api/v1/) and never frees an MHD connection (MHD does, after NOTIFY_COMPLETED).
+ * collection (in memory, or into an O_TMPFILE file for upload routes), routing/auth dispatch, reply
+ * storage, streams and Server-Sent Events streams; the SSE wire format is sse.c and the listening
+ * sockets and upload directory are opened by listen.c (both private, server-internal.h). It holds
+ * no API logic (that is api/v1/) and never frees an MHD connection (MHD does, after
+ * NOTIFY_COMPLETED).
  * Invariants are written down in docs/internals/api.md.
  */
 #include "server.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <microhttpd.h>
-#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "api/auth.h"
 #include "api/errors.h"
 #include "api/router.h"
+#include "api/server-internal.h"
 #include "common/cleanup.h"
 #include "common/json.h"
 #include "common/log.h"
@@ -37,13 +38,13 @@
 /*
  * A body that outgrows SBX_MAX_JSON_BODY while it arrives (chunked uploads: no Content-Length to
  * refuse up front) is read and thrown away so the 413 can be sent on a connection that is still
- * in sync. Past this many bytes we stop draining and drop the connection instead.
+ * in sync. Past this many bytes we stop draining and drop the connection instead. Upload routes
+ * count only the bytes thrown away (after max_upload was passed or a write failed).
  */
 #define HTTP_MAX_DISCARD_BYTES (4ULL * SBX_MAX_JSON_BODY)
 #define HTTP_STREAM_BLOCK 4096             /* MHD callback-response block (unused for chunked) */
 #define HTTP_MAX_TIMER_MS (3600ULL * 1000) /* cap for MHD_get_timeout values */
 #define HTTP_METHOD_BYTES 16
-#define HTTP_LISTEN_BACKLOG 1024
 
 enum listener_kind {
         LISTENER_TCP,
@@ -68,7 +69,9 @@ struct http_server {
         void *app;
         const struct route *routes;
         size_t n_routes;
-        char *unix_path; /* to unlink at stop, if it is still our socket */
+        int upload_dirfd;    /* owned: O_PATH fd of cfg->upload_dir; -EBADF if uploads are off */
+        uint64_t max_upload; /* 0: upload routes answer 413 */
+        char *unix_path;     /* to unlink at stop, if it is still our socket */
         dev_t unix_dev;
         ino_t unix_ino;
         struct http_request *requests; /* every live request (list), for stop */
@@ -113,6 +116,11 @@ struct http_request {
         uint64_t body_seen; /* every upload byte, kept or not */
         bool body_too_large;
 
+        bool upload;           /* the route streams its body to upload_fd */
+        int upload_fd;         /* owned: the O_TMPFILE body file; -EBADF when closed or none */
+        uint64_t upload_size;  /* bytes written to upload_fd */
+        uint64_t body_dropped; /* upload routes: bytes read and thrown away */
+
         struct MHD_Response *response; /* reply made but not yet queued */
         unsigned status;               /* of the stored or queued reply; 0 = none yet */
         bool replied;                  /* a reply was made (exactly one allowed) */
@@ -150,6 +158,7 @@ static void request_free(struct http_request *req)
         free(req->stream.buf);
         free(req->body);
         free(req->target);
+        req->upload_fd = safe_close(req->upload_fd);
         free(req);
 }
 
@@ -181,6 +190,7 @@ static struct http_request *request_new(struct listener *lst, const char *uri)
         req->start_usec = now_usec();
         req->app_done = true; /* until the handler runs */
         req->method = HTTP_METHOD_INVALID;
+        req->upload_fd = -EBADF;
         req->stream.req = req;
         req->next = lst->srv->requests;
         if (req->next)
@@ -420,7 +430,10 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
         return (ssize_t)n;
 }
 
-struct http_stream *http_reply_stream(struct http_request *req, unsigned status, const char *content_type)
+/* Start a chunked reply with content_type and the extra { name, value } headers in hdrs (ended by
+ * a NULL name; hdrs may be NULL). */
+static struct http_stream *reply_stream(struct http_request *req, unsigned status, const char *content_type,
+                                        const char *const (*hdrs)[2])
 {
         struct MHD_Response *resp;
 
@@ -431,18 +444,32 @@ struct http_stream *http_reply_stream(struct http_request *req, unsigned status,
                 reply_oom(req);
                 return NULL;
         }
-        if (content_type && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) != MHD_YES) {
-                MHD_destroy_response(resp);
-                reply_oom(req);
-                return NULL;
-        }
+        if (content_type && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) != MHD_YES)
+                goto fail;
+        for (; hdrs && hdrs[0][0]; hdrs++)
+                if (MHD_add_response_header(resp, hdrs[0][0], hdrs[0][1]) != MHD_YES)
+                        goto fail;
         req->has_stream = true;
         req->app_done = false; /* until http_stream_end() or on_close */
         request_set_response(req, status, resp, true);
         return &req->stream;
+fail:
+        MHD_destroy_response(resp);
+        reply_oom(req);
+        return NULL;
 }
 
-int http_stream_write(struct http_stream *s, const void *data, size_t len)
+struct http_stream *http_reply_stream(struct http_request *req, unsigned status, const char *content_type)
+{
+        return reply_stream(req, status, content_type, NULL);
+}
+
+/*
+ * Make room for len more queued bytes, all or nothing (the checks of http_stream_write). Returns 0
+ * and where to put them in *ret (commit with stream_commit), or -EINVAL, -EPIPE, -EMSGSIZE,
+ * -ENOBUFS, -ENOMEM.
+ */
+static int stream_reserve(struct http_stream *s, size_t len, char **ret)
 {
         struct http_request *req = s->req;
 
@@ -456,8 +483,6 @@ int http_stream_write(struct http_stream *s, const void *data, size_t len)
                 s->want_drain = true;
                 return -ENOBUFS;
         }
-        if (len == 0)
-                return 0;
         if (s->head + s->len + len > s->cap) {
                 if (s->head > 0) {
                         memmove(s->buf, s->buf + s->head, s->len);
@@ -478,9 +503,28 @@ int http_stream_write(struct http_stream *s, const void *data, size_t len)
                         s->cap = want;
                 }
         }
-        memcpy(s->buf + s->head + s->len, data, len);
+        *ret = s->buf + s->head + s->len;
+        return 0;
+}
+
+static void stream_commit(struct http_stream *s, size_t len)
+{
         s->len += len;
-        request_resume(req);
+        request_resume(s->req);
+}
+
+int http_stream_write(struct http_stream *s, const void *data, size_t len)
+{
+        char *p = NULL;
+        int r;
+
+        r = stream_reserve(s, len, &p);
+        if (r < 0)
+                return r;
+        if (len == 0)
+                return 0;
+        memcpy(p, data, len);
+        stream_commit(s, len);
         return 0;
 }
 
@@ -504,6 +548,51 @@ void http_stream_end(struct http_stream *s)
                 return;
         }
         request_resume(req);
+}
+
+/* --- Server-Sent Events (the formatting is in sse.c) --- */
+
+struct http_stream *http_reply_sse(struct http_request *req)
+{
+        static const char *const hdrs[][2] = {
+                { MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache" },
+                { "X-Accel-Buffering", "no" }, /* nginx and friends: pass events through as they come */
+                { NULL, NULL },
+        };
+
+        return reply_stream(req, 200, "text/event-stream", hdrs);
+}
+
+int http_sse_send(struct http_stream *s, const char *event, const char *id, const char *data)
+{
+        size_t len;
+        char *p = NULL;
+        int r;
+
+        if ((event && event[strcspn(event, "\r\n")]) || (id && id[strcspn(id, "\r\n")]))
+                return -EINVAL;
+        len = server__sse_format_event(NULL, 0, event, id, data);
+        r = stream_reserve(s, len, &p);
+        if (r < 0)
+                return r;
+        (void)server__sse_format_event(p, len, event, id, data);
+        stream_commit(s, len);
+        return 0;
+}
+
+int http_sse_comment(struct http_stream *s, const char *text)
+{
+        size_t len;
+        char *p = NULL;
+        int r;
+
+        len = server__sse_format_comment(NULL, 0, text);
+        r = stream_reserve(s, len, &p);
+        if (r < 0)
+                return r;
+        (void)server__sse_format_comment(p, len, text);
+        stream_commit(s, len);
+        return 0;
 }
 
 /* --- request accessors --- */
@@ -576,6 +665,16 @@ const char *http_request_body(const struct http_request *req, size_t *ret_len)
         return req->body ?: "";
 }
 
+int http_request_upload_fd(const struct http_request *req)
+{
+        return req->upload && req->upload_fd >= 0 ? req->upload_fd : -1;
+}
+
+uint64_t http_request_upload_size(const struct http_request *req)
+{
+        return req->upload ? req->upload_size : 0;
+}
+
 json_t *http_request_json(struct http_request *req)
 {
         json_error_t jerr;
@@ -627,11 +726,53 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
         return req;
 }
 
+/* The declared Content-Length, if the body is not chunked and the header parses. */
+static bool body_declared(const struct http_request *req, uint64_t *ret)
+{
+        const char *te, *cl;
+
+        te = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+        cl = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        return !te && cl && parse_u64(cl, ret) >= 0;
+}
+
+/* Fill req->pre_err for a failed write or open of the upload file (code is -errno). */
+static void upload_fail(struct http_request *req, int code, const char *what)
+{
+        if (code == -ENOSPC || code == -EDQUOT) {
+                /* errors.c has no row for ENOSPC (it would be a 500 "internal"): a full data disk
+                 * is an operator's problem the client should hear about, and may retry later */
+                log_warn("http: %s %s: cannot %s the upload file: %s", req->method_str, req->target, what,
+                         strerror(-code));
+                (void)sbx_err_setr(&req->pre_err, -SBX_E_UNAVAILABLE, "insufficient_storage",
+                                   "no space left on the data disk");
+        } else
+                (void)sbx_err_set(&req->pre_err, code, "cannot %s the upload file: %s", what, strerror(-code));
+}
+
+/* Upload route whose request passed routing and auth: check the declared size against
+ * max_upload, then open the body file. Nothing is written before this point. */
+static void upload_begin(struct http_request *req)
+{
+        struct http_server *srv = req->srv;
+        uint64_t n;
+
+        if (srv->max_upload == 0 || (body_declared(req, &n) && n > srv->max_upload)) {
+                req->body_too_large = true;
+                return;
+        }
+        req->upload_fd = openat(srv->upload_dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        if (req->upload_fd < 0) {
+                req->upload_fd = -EBADF;
+                upload_fail(req, -errno, "create");
+        }
+}
+
 /* Decide what a request gets before any body byte is read: route, auth, declared size. */
 static void request_begin(struct http_request *req, const char *method)
 {
         struct http_server *srv = req->srv;
-        const char *te, *cl;
+        uint64_t n;
         int r;
 
         snprintf(req->method_str, sizeof req->method_str, "%s", method ?: "");
@@ -644,14 +785,45 @@ static void request_begin(struct http_request *req, const char *method)
                 (void)auth_check_bearer(authz, srv->api_key, &req->pre_err);
         }
 
-        te = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
-        cl = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (!te && cl) {
-                uint64_t n;
-
-                if (parse_u64(cl, &n) >= 0 && n > SBX_MAX_JSON_BODY)
-                        req->body_too_large = true;
+        if (r >= 0 && req->match.route->upload) {
+                /* auth before size: an unauthenticated client learns nothing about the limit */
+                req->upload = true;
+                if (req->pre_err.code == 0)
+                        upload_begin(req);
+                return;
         }
+        if (body_declared(req, &n) && n > SBX_MAX_JSON_BODY)
+                req->body_too_large = true;
+}
+
+/* Upload routes: write the bytes MHD hands over to the body file, or count them as dropped. */
+static void upload_append(struct http_request *req, const char *data, size_t len)
+{
+        int r;
+
+        req->body_seen += len;
+        if (req->upload_fd < 0 || req->pre_err.code != 0 || req->body_too_large) {
+                req->body_dropped += len;
+                return;
+        }
+        if (len > req->srv->max_upload - req->upload_size) {
+                /* a chunked body passed the limit: stop writing and give the space back now */
+                req->body_too_large = true;
+                req->upload_fd = safe_close(req->upload_fd);
+                req->body_dropped += len;
+                return;
+        }
+        /* A blocking write on the loop thread: it lands in the page cache, and MHD hands over at
+         * most one connection buffer (16 KiB) at a time. write_all() retries EINTR and short
+         * writes. */
+        r = write_all(req->upload_fd, data, len);
+        if (r < 0) {
+                upload_fail(req, r, "write");
+                req->upload_fd = safe_close(req->upload_fd);
+                req->body_dropped += len;
+                return;
+        }
+        req->upload_size += len;
 }
 
 static void body_append(struct http_request *req, const char *data, size_t len)
@@ -695,8 +867,16 @@ static void body_append(struct http_request *req, const char *data, size_t len)
 
 static void reply_too_large(struct http_request *req)
 {
-        http_reply_errorf(req, -SBX_E_TOO_LARGE, "payload_too_large", "request body is larger than %d bytes",
-                          SBX_MAX_JSON_BODY);
+        if (req->upload && req->srv->max_upload == 0)
+                http_reply_errorf(req, -SBX_E_TOO_LARGE, "payload_too_large",
+                                  "uploads are disabled on this server (the upload limit is 0 bytes)");
+        else if (req->upload)
+                http_reply_errorf(req, -SBX_E_TOO_LARGE, "payload_too_large",
+                                  "request body is larger than the upload limit of %" PRIu64 " bytes",
+                                  req->srv->max_upload);
+        else
+                http_reply_errorf(req, -SBX_E_TOO_LARGE, "payload_too_large", "request body is larger than %d bytes",
+                                  SBX_MAX_JSON_BODY);
 }
 
 static bool expects_continue(const struct http_request *req)
@@ -704,6 +884,20 @@ static bool expects_continue(const struct http_request *req)
         const char *v = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
 
         return v && strcasecmp(v, "100-continue") == 0;
+}
+
+/* Answer a refused request before its body? Always when the client waits for "100 Continue".
+ * An upload route's body may be many GiB: refuse it up front unless it is declared small enough
+ * to drain (which keeps the connection open). */
+static bool refuse_early(const struct http_request *req)
+{
+        uint64_t n;
+
+        if (req->pre_err.code == 0)
+                return false;
+        if (expects_continue(req))
+                return true;
+        return req->upload && !(body_declared(req, &n) && n <= HTTP_MAX_DISCARD_BYTES);
 }
 
 /* The final access-handler call: run the handler, or queue what is stored, or park. */
@@ -717,6 +911,8 @@ static enum MHD_Result request_dispatch(struct http_request *req)
                         reply_too_large(req);
                 else if (req->pre_err.code != 0)
                         http_reply_error(req, &req->pre_err);
+                else if (req->upload && lseek(req->upload_fd, 0, SEEK_SET) < 0)
+                        http_reply_errorf(req, -errno, NULL, "cannot rewind the upload file: %m");
                 else {
                         req->app_done = false;
                         req->in_handler = true;
@@ -755,10 +951,11 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         }
         if (req->phase == REQ_NEW) {
                 /* First call: headers are in, the body is not. Never queue here except for a
-                 * declared oversize body: MHD then skips the body and closes the connection. */
+                 * declared oversize body or a refused upload (refuse_early): MHD then skips the
+                 * body and closes the connection. */
                 req->phase = REQ_HEADERS;
                 request_begin(req, method);
-                if (req->body_too_large || (req->pre_err.code != 0 && expects_continue(req))) {
+                if (req->body_too_large || refuse_early(req)) {
                         /* The client waits for "100 Continue" before sending the body: refusing
                          * now spares it the upload (and MHD closes the connection after). */
                         req->phase = REQ_DISPATCHED;
@@ -771,9 +968,12 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                 return MHD_YES;
         }
         if (*upload_data_size != 0) {
-                body_append(req, upload_data, *upload_data_size);
+                if (req->upload)
+                        upload_append(req, upload_data, *upload_data_size);
+                else
+                        body_append(req, upload_data, *upload_data_size);
                 *upload_data_size = 0;
-                if (req->body_seen > HTTP_MAX_DISCARD_BYTES)
+                if ((req->upload ? req->body_dropped : req->body_seen) > HTTP_MAX_DISCARD_BYTES)
                         return MHD_NO;
                 return MHD_YES;
         }
@@ -897,152 +1097,7 @@ static void listener_run(struct listener *lst)
                 (void)uv_timer_stop(&lst->timer);
 }
 
-/* --- listening sockets --- */
-
-static int parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *ret_len, struct sbx_err *err)
-{
-        char host[INET6_ADDRSTRLEN + 1];
-        const char *port_s;
-        size_t hlen;
-        uint64_t port;
-
-        memset(ss, 0, sizeof *ss);
-        if (s[0] == '[') {
-                const char *end = strchr(s, ']');
-
-                if (!end || end[1] != ':')
-                        goto invalid;
-                hlen = (size_t)(end - s - 1);
-                if (hlen == 0 || hlen >= sizeof host)
-                        goto invalid;
-                memcpy(host, s + 1, hlen);
-                host[hlen] = '\0';
-                port_s = end + 2;
-        } else {
-                const char *colon = strrchr(s, ':');
-
-                if (!colon)
-                        goto invalid;
-                hlen = (size_t)(colon - s);
-                if (hlen == 0 || hlen >= sizeof host)
-                        goto invalid;
-                memcpy(host, s, hlen);
-                host[hlen] = '\0';
-                port_s = colon + 1;
-        }
-        if (parse_u64(port_s, &port) < 0 || port > 65535)
-                goto invalid;
-        if (s[0] == '[') {
-                struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
-
-                a->sin6_family = AF_INET6;
-                a->sin6_port = htons((uint16_t)port);
-                if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1)
-                        goto invalid;
-                *ret_len = sizeof *a;
-        } else {
-                struct sockaddr_in *a = (struct sockaddr_in *)ss;
-
-                a->sin_family = AF_INET;
-                a->sin_port = htons((uint16_t)port);
-                if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
-                        goto invalid;
-                *ret_len = sizeof *a;
-        }
-        return 0;
-invalid:
-        return sbx_err_setr(err, -EINVAL, "invalid_value",
-                            "invalid listen address '%.64s' (want IPV4:PORT or [IPV6]:PORT)", s);
-}
-
-static int listen_tcp(const char *addr, bool *ret_v6, struct sbx_err *err)
-{
-        _cleanup_close_ int fd = -EBADF;
-        struct sockaddr_storage ss;
-        socklen_t len = 0;
-        int one = 1, r;
-
-        r = parse_listen(addr, &ss, &len, err);
-        if (r < 0)
-                return r;
-        fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd < 0)
-                return sbx_err_set(err, -errno, "cannot create socket for '%s': %m", addr);
-        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
-                return sbx_err_set(err, -errno, "cannot set SO_REUSEADDR on '%s': %m", addr);
-        if (bind(fd, (struct sockaddr *)&ss, len) < 0)
-                return sbx_err_set(err, -errno, "cannot bind '%s': %m", addr);
-        if (listen(fd, HTTP_LISTEN_BACKLOG) < 0)
-                return sbx_err_set(err, -errno, "cannot listen on '%s': %m", addr);
-        *ret_v6 = ss.ss_family == AF_INET6;
-        return TAKE_FD(fd);
-}
-
-/* Replace a stale socket file at path; refuse if something is listening there or the path is not
- * a socket. */
-static int unix_remove_stale(const char *path, const struct sockaddr_un *sa, struct sbx_err *err)
-{
-        _cleanup_close_ int probe = -EBADF;
-        struct stat st;
-
-        if (lstat(path, &st) < 0) {
-                if (errno == ENOENT)
-                        return 0;
-                return sbx_err_set(err, -errno, "cannot stat '%s': %m", path);
-        }
-        if (!S_ISSOCK(st.st_mode))
-                return sbx_err_set(err, -EEXIST, "'%s' exists and is not a socket", path);
-        probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (probe < 0)
-                return sbx_err_set(err, -errno, "cannot create socket: %m");
-        if (connect(probe, (const struct sockaddr *)sa, sizeof *sa) == 0 || errno == EAGAIN)
-                return sbx_err_set(err, -EADDRINUSE, "'%s' is in use by another server", path);
-        /* only a refused connection proves the file is stale; anything else is left alone */
-        if (errno != ECONNREFUSED)
-                return sbx_err_set(err, -errno, "cannot probe socket '%s': %m", path);
-        if (unlink(path) < 0 && errno != ENOENT)
-                return sbx_err_set(err, -errno, "cannot remove stale socket '%s': %m", path);
-        return 0;
-}
-
-static int listen_unix(struct http_server *srv, const char *path, struct sbx_err *err)
-{
-        _cleanup_close_ int fd = -EBADF;
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        struct stat st;
-        int r;
-
-        if (strlen(path) >= sizeof sa.sun_path)
-                return sbx_err_setr(err, -ENAMETOOLONG, "invalid_value", "unix socket path '%s' is too long", path);
-        memcpy(sa.sun_path, path, strlen(path) + 1);
-        r = unix_remove_stale(path, &sa, err);
-        if (r < 0)
-                return r;
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd < 0)
-                return sbx_err_set(err, -errno, "cannot create unix socket: %m");
-        if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
-                return sbx_err_set(err, -errno, "cannot bind '%s': %m", path);
-        /* nobody can connect before listen(): tighten the mode in between */
-        if (chmod(path, 0600) < 0 || stat(path, &st) < 0) {
-                r = sbx_err_set(err, -errno, "cannot chmod '%s': %m", path);
-                (void)unlink(path);
-                return r;
-        }
-        if (listen(fd, HTTP_LISTEN_BACKLOG) < 0) {
-                r = sbx_err_set(err, -errno, "cannot listen on '%s': %m", path);
-                (void)unlink(path);
-                return r;
-        }
-        srv->unix_path = strdup(path);
-        if (!srv->unix_path) {
-                (void)unlink(path);
-                return sbx_err_set(err, -ENOMEM, "out of memory");
-        }
-        srv->unix_dev = st.st_dev;
-        srv->unix_ino = st.st_ino;
-        return TAKE_FD(fd);
-}
+/* --- listeners (the sockets themselves are opened in listen.c) --- */
 
 static void on_handle_closed(uv_handle_t *h)
 {
@@ -1110,14 +1165,24 @@ int http_server_start(uv_loop_t *loop, const struct http_server_config *cfg, str
 
         if (!loop || !cfg || !ret || (!cfg->listen && !cfg->unix_path) || (!cfg->routes && cfg->n_routes))
                 return sbx_err_set(err, -EINVAL, "invalid HTTP server configuration");
+        if (cfg->max_upload > 0 && !cfg->upload_dir)
+                return sbx_err_set(err, -EINVAL, "invalid HTTP server configuration: max_upload needs upload_dir");
         srv = calloc(1, sizeof *srv);
         if (!srv)
                 return sbx_err_set(err, -ENOMEM, "out of memory");
+        srv->upload_dirfd = -EBADF;
         srv->loop = loop;
         srv->app = cfg->app;
         srv->routes = cfg->routes;
         srv->n_routes = cfg->n_routes;
         srv->open_handles = 1; /* our own reference, dropped in server_finish_stop() */
+        srv->max_upload = cfg->max_upload;
+        if (cfg->max_upload > 0) {
+                r = server__upload_dir_open(cfg->upload_dir, err);
+                if (r < 0)
+                        goto fail;
+                srv->upload_dirfd = r;
+        }
         if (cfg->api_key) {
                 srv->api_key = strdup(cfg->api_key);
                 if (!srv->api_key) {
@@ -1127,7 +1192,7 @@ int http_server_start(uv_loop_t *loop, const struct http_server_config *cfg, str
         }
         if (cfg->listen) {
                 bool v6 = false;
-                int fd = listen_tcp(cfg->listen, &v6, err);
+                int fd = server__listen_tcp(cfg->listen, &v6, err);
 
                 if (fd < 0) {
                         r = fd;
@@ -1138,7 +1203,7 @@ int http_server_start(uv_loop_t *loop, const struct http_server_config *cfg, str
                         goto fail;
         }
         if (cfg->unix_path) {
-                int fd = listen_unix(srv, cfg->unix_path, err);
+                int fd = server__listen_unix(cfg->unix_path, &srv->unix_path, &srv->unix_dev, &srv->unix_ino, err);
 
                 if (fd < 0) {
                         r = fd;
@@ -1203,6 +1268,7 @@ static void server_finish_stop(struct http_server *srv)
                 free(srv->unix_path);
                 srv->unix_path = NULL;
         }
+        srv->upload_dirfd = safe_close(srv->upload_dirfd);
         if (srv->api_key) {
                 explicit_bzero(srv->api_key, strlen(srv->api_key));
                 free(srv->api_key);

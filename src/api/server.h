@@ -13,6 +13,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "common/err.h"
@@ -32,6 +33,9 @@ struct http_server_config {
         void *app;               /* handed to handlers through http_request_app() */
         const struct route *routes; /* route table (the daemon passes api_routes from routes.c) */
         size_t n_routes;
+        const char *upload_dir; /* directory on the data disk for upload bodies (O_TMPFILE files);
+                                 * opened once at start; required when max_upload > 0 */
+        uint64_t max_upload;    /* bytes per upload body; 0 = upload routes answer 413 */
 };
 
 /* Start listening. *ret owns the MHD daemons and uv handles. */
@@ -56,6 +60,19 @@ const char *http_request_body(const struct http_request *req, size_t *ret_len);
 /* Parse the body as a JSON object (strict, duplicate keys rejected). On failure replies 400
  * invalid_json (naming line/column) itself and returns NULL; the handler just returns. */
 json_t *http_request_json(struct http_request *req);
+
+/*
+ * Upload routes (struct route.upload): the body was written to an unnamed O_TMPFILE file in
+ * upload_dir while it arrived; the handler runs once all of it is there. Returns that file, its
+ * offset rewound to 0 before the handler ran, or -1 if the route is not an upload route. The server
+ * owns it and closes it when the request is freed (after the reply, or after on_close); a handler
+ * that needs it longer takes its own copy with fcntl(fd, F_DUPFD_CLOEXEC, 3). To keep the data,
+ * linkat() it through /proc/self/fd/N (AT_SYMLINK_FOLLOW) into a directory on the same filesystem.
+ * http_request_body() is empty on upload routes.
+ */
+int http_request_upload_fd(const struct http_request *req);
+/* Bytes in the upload file (0 for other routes). */
+uint64_t http_request_upload_size(const struct http_request *req);
 
 /* Set a callback run if the request is aborted or completed before/after the reply (for
  * cancelling async work). Called at most once, on the loop thread. */
@@ -84,6 +101,27 @@ void http_stream_end(struct http_stream *s);
 
 #define SBX_STREAM_BUFFER (256 * 1024)
 
+/* --- Server-Sent Events (text/event-stream on a chunked stream) --- */
+/* Start an event stream: 200, Content-Type: text/event-stream, Cache-Control: no-cache,
+ * X-Accel-Buffering: no. Same contract as http_reply_stream() (NULL: replied 500). A reconnecting
+ * client's last id is http_request_header(req, "Last-Event-ID"). */
+struct http_stream *http_reply_sse(struct http_request *req);
+/*
+ * Queue one event: "event: E\n" (if event), "id: I\n" (if id), "data: LINE\n" for every line of
+ * data (split at \n, \r\n and \r; "" is one empty line, NULL none), then "\n". Same return codes
+ * as http_stream_write (all or nothing), plus -EINVAL if event or id contains CR or LF (either
+ * would end the field early and let the rest pose as another field).
+ */
+int http_sse_send(struct http_stream *s, const char *event, const char *id, const char *data);
+/* Queue a comment, ": TEXT\n" per line of text, then "\n" (keep-alives; clients ignore it). */
+int http_sse_comment(struct http_stream *s, const char *text);
+/*
+ * The formatter behind http_sse_send (pure): writes the event into buf like snprintf (at most size
+ * bytes, NUL-terminated if size > 0) and returns the length it needs, without the NUL. CR and LF in
+ * event and id are left out here (http_sse_send refuses them instead).
+ */
+size_t http_sse_format(char *buf, size_t size, const char *event, const char *id, const char *data);
+
 /* --- additions (see docs/internals/api.md) --- */
 
 /* Call fn(key, value, data) for every query argument in request order (%-decoded; value NULL for
@@ -105,4 +143,18 @@ int http_request_query_foreach(const struct http_request *req,
  *   than SBX_STREAM_BUFFER returns -EMSGSIZE; after http_stream_end() it returns -EINVAL.
  * - http_reply_stream() returns NULL if the stream cannot be set up; it has replied 500 then.
  * - A second reply to the same request is ignored and logged (programmer error).
+ * - Upload routes (route.upload) do not collect the body in memory: it goes to an O_TMPFILE file
+ *   in cfg->upload_dir as MHD hands it over (MHD's 16 KiB connection buffer is all the memory it
+ *   takes), after routing and auth passed, so a refused request writes nothing. A declared
+ *   Content-Length over max_upload (or max_upload 0) gets 413 payload_too_large before any byte is
+ *   read; a chunked body that passes max_upload gets it after the rest is drained (the file is
+ *   closed at once). A full disk (ENOSPC, EDQUOT) answers 503 insufficient_storage, other write
+ *   errors 500. A refused upload (401, 413, 503) is answered before its body when the client waits
+ *   for "100 Continue" or declared a large body; then the connection is closed. Otherwise up to
+ *   4 MiB more are drained and then the connection is dropped.
+ * - A client that leaves in the middle of an upload frees its file when MHD notices. With a reset
+ *   that is at once; a plain close (FIN) that reaches the server together with the last bytes is
+ *   only noticed at the idle timeout (SBX_HTTP_CONNECTION_TIMEOUT_S): libmicrohttpd 0.9.75 in
+ *   epoll mode takes a short recv() as "socket drained" and waits for an edge that never comes.
+ *   The partial file holds its disk space until then.
  */

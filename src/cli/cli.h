@@ -7,12 +7,14 @@
  */
 #pragma once
 
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 /* NEEDSWORK: take this from project(VERSION) in CMakeLists.txt once the CLI gets a define. */
 #define SBX_CLI_VERSION "0.1.0"
@@ -30,6 +32,10 @@
 #define SBX_CLI_LIST_PAGE 1000              /* page size asked for while following cursors; API: SBX_MAX_LIST_LIMIT */
 #define SBX_CLI_DEFAULT_EXEC_TIMEOUT_S 60   /* API: SBX_DEFAULT_EXEC_TIMEOUT_S, only used in messages */
 #define SBX_CLI_CONNECT_TIMEOUT_S 10        /* TCP/unix connect; requests themselves have no timeout */
+#define SBX_CLI_MAX_SPEC (1UL << 20)        /* build: spec file, and request with its files; API: SBX_MAX_JSON_BODY */
+#define SBX_CLI_MAX_SSE_EVENT (1UL << 20)   /* one Server-Sent Event's data (a failed build's carries a log tail) */
+#define SBX_CLI_MAX_EVENT_ID 128            /* one SSE "id:" value with its NUL (the build's are decimal counters) */
+#define SBX_CLI_SSE_RECONNECTS 5            /* build: reconnects in a row without an event before giving up */
 #define SBX_CLI_ERR_MSG_MAX 1024
 
 /* Exit statuses of the sbx process (docs/man/sbx.1.md, EXIT STATUS). */
@@ -72,8 +78,20 @@ static inline void cli_json_decrefp(json_t **p)
         json_decref(*p);
 }
 
+/* Closes fds >= 0 (initialise with -EBADF), keeping errno. */
+static inline void cli_closep(const int *fd)
+{
+        if (*fd >= 0) {
+                int saved = errno;
+
+                (void)close(*fd);
+                errno = saved;
+        }
+}
+
 #define _cleanup_free_ _cleanup_(cli_freep)
 #define _cleanup_json_ _cleanup_(cli_json_decrefp)
+#define _cleanup_close_ _cleanup_(cli_closep)
 
 #define TAKE_PTR(p)                        \
         ({                                 \
@@ -81,6 +99,13 @@ static inline void cli_json_decrefp(json_t **p)
                 __typeof__(p) _v = *_pp;   \
                 *_pp = NULL;               \
                 _v;                        \
+        })
+
+#define TAKE_FD(fd)                            \
+        ({                                     \
+                int *_fdp = &(fd), _f = *_fdp; \
+                *_fdp = -EBADF;                \
+                _f;                            \
         })
 
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
@@ -148,7 +173,9 @@ int cli_parse_plain(struct cli *cli, int argc, char **argv, struct cli_err *err)
 int cli_show(struct cli *cli, const char *path, struct cli_err *err);
 int cmd_ls(struct cli *cli, int argc, char **argv, struct cli_err *err);
 int cmd_inspect(struct cli *cli, int argc, char **argv, struct cli_err *err);
-int cmd_template(struct cli *cli, int argc, char **argv, struct cli_err *err);
+int cmd_template(struct cli *cli, int argc, char **argv, struct cli_err *err); /* cmd-template.c */
+int cmd_image(struct cli *cli, int argc, char **argv, struct cli_err *err);    /* cmd-template.c */
+int cmd_layer(struct cli *cli, int argc, char **argv, struct cli_err *err);    /* cmd-template.c */
 int cmd_rm(struct cli *cli, int argc, char **argv, struct cli_err *err);
 int cmd_stop(struct cli *cli, int argc, char **argv, struct cli_err *err);
 int cmd_start(struct cli *cli, int argc, char **argv, struct cli_err *err);

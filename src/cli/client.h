@@ -1,13 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The CLI's HTTP client: a thin libcurl wrapper that sends one JSON request and hands back the
- * status and the parsed JSON reply, or streams an NDJSON reply line by line. One CURL handle is
- * reused for every request so the connection is kept alive. It turns transport failures and API
- * error objects into one-line messages in struct cli_err; it never prints anything itself.
+ * status and the parsed JSON reply, streams an NDJSON reply line by line, follows a Server-Sent
+ * Events stream event by event, and moves large bodies (image tarballs) between a file
+ * descriptor and the server without holding them in memory. One CURL handle is reused for every
+ * request so the connection is kept alive. It turns transport failures and API error objects
+ * into one-line messages in struct cli_err; it never prints anything itself.
  */
 #pragma once
 
 #include <jansson.h>
+#include <stdint.h>
 
 #include "cli.h"
 
@@ -48,6 +51,48 @@ typedef int (*client_line_fn)(const json_t *line, void *userdata, struct cli_err
  */
 int client_stream(struct client *c, const char *method, const char *path, const json_t *body, client_line_fn fn,
                   void *userdata, json_t **ret_json, struct cli_err *err);
+
+/*
+ * Called for each Server-Sent Event as it is dispatched (at its blank line). type is the
+ * "event:" field ("message" when there was none); id is the last "id:" seen on this stream so
+ * far ("" if none), which is what a reconnect sends as Last-Event-ID; data is the event's "data:"
+ * lines joined with '\n' and parsed as JSON, or a JSON string holding the text when it is not
+ * JSON. All are borrowed for the call only. Returns 0 to go on or a negative code (with err
+ * filled) to abort the transfer. Events without a data line are not dispatched (as in the
+ * WHATWG EventSource rules), and an event cut off by the end of the stream is dropped.
+ */
+typedef int (*client_event_fn)(const char *type, const char *id, const json_t *data, void *userdata,
+                               struct cli_err *err);
+
+/*
+ * GET path as an event stream ("Accept: text/event-stream"), sending "Last-Event-ID: last_id"
+ * when last_id is non-NULL, and call fn for each event as it arrives. One event is at most
+ * SBX_CLI_MAX_SSE_EVENT bytes of data. Returns the HTTP status once the server ended the stream;
+ * -CLI_E_CONNECT if it could not connect or the connection broke off mid-stream (both worth a
+ * reconnect); -CLI_E_API for an error reply; -CLI_E_PROTOCOL if a 2xx reply is not an event
+ * stream or is malformed; -EFBIG; -ENOMEM; or fn's error as is.
+ */
+int client_events(struct client *c, const char *path, const char *last_id, client_event_fn fn, void *userdata,
+                  struct cli_err *err);
+
+/*
+ * Send `method path` with the bytes read from in_fd as the body, read as libcurl sends them
+ * (never loaded into memory), with "Content-Type: content_type". size >= 0 is sent as the
+ * Content-Length (in_fd must then yield exactly that many bytes); size < 0 sends the body
+ * chunked, up to end of file. in_name names the source in messages. The reply is handled as by
+ * client_request(); a read error on in_fd is -errno with err naming in_name.
+ */
+int client_upload(struct client *c, const char *method, const char *path, int in_fd, int64_t size,
+                  const char *content_type, const char *in_name, json_t **ret_json, struct cli_err *err);
+
+/*
+ * GET path and write a 2xx body to out_fd as it arrives; out_name names the destination in
+ * messages. Returns the HTTP status and sets *ret_bytes (if non-NULL) to the bytes written. A
+ * non-2xx reply is not written: it is buffered and turned into an error as by client_request(),
+ * and nothing has been written to out_fd then. A write error on out_fd is -errno.
+ */
+int client_download(struct client *c, const char *path, int out_fd, const char *out_name, uint64_t *ret_bytes,
+                    struct cli_err *err);
 
 /*
  * Append "key=value" to the query string *query (malloc'd, or NULL for none yet), starting it

@@ -22,6 +22,7 @@ enum {
         OPT_PIDS,
         OPT_LIFETIME,
         OPT_IDLE,
+        OPT_WORKDIR,
         OPT_STATE,
         OPT_LIMIT,
 };
@@ -72,6 +73,7 @@ int cmd_create(struct cli *cli, int argc, char **argv, struct cli_err *err)
                 { "pids", required_argument, NULL, OPT_PIDS },
                 { "lifetime", required_argument, NULL, OPT_LIFETIME },
                 { "idle", required_argument, NULL, OPT_IDLE },
+                { "workdir", required_argument, NULL, OPT_WORKDIR },
                 {},
         };
         _cleanup_json_ json_t *body = json_object(), *reply = NULL;
@@ -89,6 +91,9 @@ int cmd_create(struct cli *cli, int argc, char **argv, struct cli_err *err)
                         break;
                 case OPT_NAME:
                         r = set_new(body, "name", json_string(optarg), err);
+                        break;
+                case OPT_WORKDIR:
+                        r = set_new(body, "workdir", json_string(optarg), err);
                         break;
                 case OPT_ENV:
                         r = cli_parse_kv("env", optarg, object_child(body, "env"), err);

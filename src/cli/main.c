@@ -36,13 +36,16 @@ static const struct verb verbs[] = {
         { "create", cmd_create, "create a sandbox and print its id",
           "usage: sbx create [--template T] [--name N] [--env K=V]... [--metadata K=V]...\n"
           "                  [--cpu X] [--memory MIB] [--pids N] [--lifetime S] [--idle S]\n"
+          "                  [--workdir DIR]\n"
           "\n"
           "Create a sandbox, wait until it can run commands, and print its id\n"
           "(with --json, the whole sandbox object).\n"
           "\n"
           "      --template T   template to start from (server default: base)\n"
           "      --name N       a unique name: up to 128 of [A-Za-z0-9._-]\n"
-          "      --env K=V      environment variable for every command (repeatable)\n"
+          "      --env K=V      environment variable for every command (repeatable; over the\n"
+          "                     template's own)\n"
+          "      --workdir DIR  default directory of commands (default: the template's, else /root)\n"
           "      --metadata K=V label, usable as a filter in 'sbx ls' (repeatable)\n"
           "      --cpu X        CPU limit in cores, e.g. 0.5\n"
           "      --memory MIB   memory limit in MiB\n"
@@ -85,17 +88,47 @@ static const struct verb verbs[] = {
           "usage: sbx start ID...\n"
           "\n"
           "Start stopped sandboxes again. Prints each id (with --json, each sandbox object).\n" },
-        { "template", cmd_template, "list templates or show one",
-          "usage: sbx template ls\n"
-          "       sbx template inspect NAME\n"
-          "\n"
-          "'ls' lists the template catalog as a table (NAME STATE SIZE DESCRIPTION); 'inspect'\n"
-          "prints one template as indented JSON. Aliases such as python:3 or node:18 work too.\n" },
         { "rm", cmd_rm, "delete sandboxes",
           "usage: sbx rm ID...\n"
           "\n"
           "Delete sandboxes, running or not, and print each id deleted (with --json, nothing:\n"
           "the API answers 204 No Content). Goes on after an error; exits 1 if any failed.\n" },
+        { "template", cmd_template, "list, build, remove and export templates",
+          "usage: sbx template ls\n"
+          "       sbx template inspect NAME\n"
+          "       sbx template build SPEC.json [--name NAME] [--no-wait] [--verbose]\n"
+          "       sbx template rm NAME...\n"
+          "       sbx template export NAME [-o FILE]\n"
+          "\n"
+          "ls       the templates as a table (NAME STATE SIZE LAYERS SOURCE DESCRIPTION)\n"
+          "inspect  one template as indented JSON; aliases such as python:3 or node:18 work\n"
+          "build    build a template from a JSON spec ('-': standard input) and follow the\n"
+          "         build: a progress bar on a terminal, one line per stage otherwise; exits 1\n"
+          "         if a step fails, showing the step, its exit code and the end of its log.\n"
+          "         A files[] entry may give \"src\": \"PATH\" (relative to the spec's directory)\n"
+          "         instead of its content: sbx sends that local file (1 MiB in all)\n"
+          "rm       remove templates; prints the layers and space that freed\n"
+          "export   an OCI image tarball of the template, to FILE or standard output\n"
+          "\n"
+          "      --name NAME      build: the template's name (replaces the spec's \"name\")\n"
+          "      --no-wait        build: print the server's reply and do not follow the build\n"
+          "  -v, --verbose        build: print the build's log on standard error as it runs\n"
+          "  -o, --output FILE    export: write to FILE (via FILE.tmp, renamed when complete)\n" },
+        { "image", cmd_image, "import an OCI or docker-save tarball as a template",
+          "usage: sbx image import FILE.tar [--name NAME]\n"
+          "\n"
+          "Import an OCI image layout or 'docker save' tarball ('-': standard input) as a\n"
+          "template and print its name, layer count and size. The file is streamed to the\n"
+          "server, never loaded into memory.\n"
+          "\n"
+          "      --name NAME      template name (default: the image's reference, e.g. alpine:3.19)\n" },
+        { "layer", cmd_layer, "list the layer store or collect unused layers",
+          "usage: sbx layer ls\n"
+          "       sbx layer gc\n"
+          "\n"
+          "'ls' lists the layers (DIGEST SIZE TEMPLATES REFS, the digest shortened to 12 hex\n"
+          "digits) and a TOTAL line; 'gc' removes every layer that no template uses and no\n"
+          "sandbox or build holds, and prints how many and the space freed.\n" },
 };
 
 static const struct verb *verb_find(const char *name)
@@ -117,7 +150,8 @@ void cli_usage(const char *verb, FILE *f)
         }
         fputs("usage: sbx [--url URL] [--key KEY] [--json] COMMAND [ARGS...]\n"
               "\n"
-              "Create and use sandboxes on an sbxd server.\n"
+              "Create and use sandboxes, and manage the templates they start from, on an sbxd\n"
+              "server.\n"
               "\n"
               "Commands:\n",
               f);
@@ -126,8 +160,9 @@ void cli_usage(const char *verb, FILE *f)
         fputs("  help     show the help of a command\n"
               "\n" GLOBAL_OPTIONS_HELP "      --version    show the version\n"
               "\n"
-              "Environment: SBX_URL, SBX_KEY. Exit status: 0 ok, 1 error, 2 usage error;\n"
-              "exec exits with the command's status. Run 'sbx COMMAND --help' for more.\n",
+              "Environment: SBX_URL, SBX_KEY. Exit status: 0 ok, 1 error (template build: the\n"
+              "build failed), 2 usage error; exec exits with the command's status.\n"
+              "Run 'sbx COMMAND --help' for more.\n",
               f);
 }
 

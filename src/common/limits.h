@@ -11,6 +11,7 @@
 #define SBX_MAX_CONNECTIONS 10000                  /* below RLIMIT_NOFILE hard (20000) on these hosts */
 #define SBX_HTTP_CONNECTION_TIMEOUT_S 300          /* idle keep-alive connections are closed after this */
 #define SBX_MAX_URL_BYTES 2048
+#define SBX_MAX_UPLOAD (64ULL << 30)               /* streamed upload bodies (image import), bytes */
 #define SBX_MAX_PATH_PARAMS 4
 
 /* Sandbox spec */

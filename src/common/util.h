@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define SBX_ID_RANDOM_CHARS 20 /* base32 chars after the prefix: 100 bits */
 #define SBX_ID_MAX 32
@@ -36,6 +37,9 @@ int parse_u64_prefix(const char *s, uint64_t *ret);
 
 /* Write all of buf to fd, retrying on EINTR. Returns 0 or -errno. */
 int write_all(int fd, const void *buf, size_t len);
+/* mkdir -p: every missing parent of path with mode parent_mode, path itself with mode (EEXIST is
+ * fine; an existing directory's mode is left alone). Returns 0 or -errno. */
+int mkdir_p(const char *path, mode_t parent_mode, mode_t mode);
 /* Write a string to a (sysfs/cgroupfs/procfs) file. Returns 0 or -errno. */
 int write_file_at(int dirfd, const char *path, const char *s);
 /* Read up to size-1 bytes of a small file and NUL-terminate. Returns bytes read or -errno. */

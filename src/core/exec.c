@@ -467,6 +467,8 @@ int manager_exec(struct manager *m, const char *id, struct exec_spec *spec, cons
                         return sbx_err_set(err, r, "cannot create the command's cgroup: %s", strerror(-r));
                 }
         }
+        if (!spec->cwd_given && sb->spec.workdir[0])
+                snprintf(spec->cwd, sizeof spec->cwd, "%s", sb->spec.workdir);
         r = init_client_send_spawn(sb->ctl_fd, h->seq, spec->argv, env, spec->cwd, cg_fd);
         if (r < 0) {
                 if (h->group && sb->n_free_groups < EXEC_GROUP_POOL)

@@ -45,6 +45,11 @@ struct sandbox {
         struct sandbox *hnext;
         struct sandbox_record rec;
         struct sandbox_spec spec;        /* parsed from rec.spec_json */
+        /* the template's layers when the sandbox was created (bottom first), pinned for its life
+         * (held in the layer store, stored in rec.spec_json as "layers"); 0 = host / older record */
+        char (*layers)[SBX_LAYER_DIGEST_MAX];
+        size_t n_layers;
+        bool layers_held;
         char dir[PATH_MAX];              /* <data>/sandboxes/<id> */
 
         int pidfd;                       /* owned, -EBADF when not running */
@@ -87,6 +92,7 @@ struct manager {
         unsigned pool_size;              /* sandboxes kept ready per template used */
         unsigned max_sandboxes;          /* cap on live sandboxes (fds: 2 each) */
         struct pool *pools;              /* one per template that was asked for */
+        struct tbuild *builds;           /* build.c: running and recently finished template builds */
         bool freeing;                    /* manager_free() was called; free when cleanups end */
 };
 
@@ -119,10 +125,25 @@ void sandbox__remove_keep_slot(struct sandbox *sb);
 json_t *sandbox__to_json(const struct sandbox *sb);
 void sandbox__idle_touch(struct sandbox *sb);
 
+/* The stored spec text: spec's canonical JSON plus "layers" (malloc'd, NULL on ENOMEM). */
+char *manager__spec_text(const struct sandbox_spec *spec, const char (*layers)[SBX_LAYER_DIGEST_MAX], size_t n_layers);
+/* The template a launch of sb uses: its pinned layers, or (host, older records) a lookup. */
+int manager__launch_template(struct manager *m, struct sandbox *sb, struct template_info *ret, struct sbx_err *err);
+
+/* manager_create with the template already resolved (build.c runs setup steps on partial templates). */
+int manager__create_from(struct manager *m, struct sandbox_spec *spec, const struct template_info *tmpl,
+                         manager_done_fn done, void *data, struct sbx_err *err);
+
+/* build.c: template builds from specs */
+bool build__running(struct manager *m, const char *name);  /* a first build of name runs */
+void build__free_all(struct manager *m);
+void build__append_unlisted(struct manager *m, json_t *arr); /* template list entries of unpublished builds */
+bool build__forget_failed(struct manager *m, const char *name); /* drop a failed build's record */
+
 /* pool.c: sandboxes launched ahead, per template, handed out by manager_create */
 struct pool;
 /* Take a ready sandbox of template (NULL if none) and top the pool up again. */
-struct sandbox *pool__take(struct manager *m, const char *template_name);
+struct sandbox *pool__take(struct manager *m, const char *template_name, const struct template_info *tmpl);
 /* Launch sandboxes until the pool of template holds m->pool_size (no-op if 0). */
 void pool__refill(struct manager *m, const char *template_name);
 void pool__launched(struct sandbox *sb, int r, const struct sbx_err *err, uint64_t usec);

@@ -80,7 +80,92 @@ void sandbox_unref(struct sandbox *sb)
                 return;
         sandbox_record_release(&sb->rec);
         sandbox_spec_release(&sb->spec);
+        free(sb->layers);
         free(sb);
+}
+
+char *manager__spec_text(const struct sandbox_spec *spec, const char (*layers)[SBX_LAYER_DIGEST_MAX], size_t n_layers)
+{
+        json_t *j = sandbox_spec_to_json(spec), *arr = json_array();
+        char *text = NULL;
+
+        for (size_t i = 0; arr && i < n_layers; i++)
+                (void)json_array_append_new(arr, json_string(layers[i]));
+        if (j && arr && n_layers > 0)
+                json_object_set(j, "layers", arr);
+        if (j && arr)
+                text = json_dump_compact(j);
+        json_decref(arr);
+        json_decref(j);
+        return text;
+}
+
+/* Take "layers" out of the stored spec into sb and hold them in the layer store. */
+static int sandbox_layers_take(struct sandbox *sb, json_t *spec_json, struct sbx_err *err)
+{
+        json_t *arr = json_object_get(spec_json, "layers"), *v;
+        size_t i, n = json_array_size(arr);
+
+        if (arr && (!json_is_array(arr) || n > SBX_MAX_IMAGE_LAYERS))
+                return sbx_err_set(err, -SBX_E_INTERNAL, "stored spec of '%s' has bad layers", sb->rec.id);
+        if (n > 0) {
+                sb->layers = calloc(n, sizeof *sb->layers);
+                if (!sb->layers)
+                        return -ENOMEM;
+        }
+        json_array_foreach (arr, i, v) {
+                const char *d = json_string_value(v);
+
+                if (!d || !layer_digest_valid(d))
+                        return sbx_err_set(err, -SBX_E_INTERNAL, "stored spec of '%s' has bad layers", sb->rec.id);
+                snprintf(sb->layers[i], SBX_LAYER_DIGEST_MAX, "%s", d);
+        }
+        sb->n_layers = n;
+        json_object_del(spec_json, "layers");
+        return 0;
+}
+
+static void sandbox_layers_hold(struct sandbox *sb)
+{
+        struct layer_store *ls = template_store_layers(sb->m->templates);
+        size_t i;
+
+        for (i = 0; i < sb->n_layers; i++)
+                if (layer_hold(ls, sb->layers[i], NULL) < 0)
+                        break;
+        if (i == sb->n_layers) {
+                sb->layers_held = true;
+                return;
+        }
+        /* a layer is missing: the sandbox cannot start again; keep nothing held */
+        while (i-- > 0)
+                layer_release(ls, sb->layers[i]);
+}
+
+static void sandbox_layers_release(struct sandbox *sb)
+{
+        struct layer_store *ls = template_store_layers(sb->m->templates);
+
+        if (!sb->layers_held)
+                return;
+        sb->layers_held = false;
+        for (size_t i = 0; i < sb->n_layers; i++)
+                layer_release(ls, sb->layers[i]);
+}
+
+int manager__launch_template(struct manager *m, struct sandbox *sb, struct template_info *ret, struct sbx_err *err)
+{
+        if (sb->n_layers == 0)
+                return template_lookup(m->templates, sb->rec.template_name, ret, err);
+        if (!sb->layers_held)
+                return sbx_err_setr(err, -SBX_E_CONFLICT, "invalid_state",
+                                    "a layer of sandbox '%s' is missing from the layer store", sb->rec.id);
+        memset(ret, 0, sizeof *ret);
+        snprintf(ret->name, sizeof ret->name, "%s", sb->rec.template_name);
+        for (size_t i = 0; i < sb->n_layers; i++)
+                snprintf(ret->layers[i], SBX_LAYER_DIGEST_MAX, "%s", sb->layers[i]);
+        ret->n_layers = sb->n_layers;
+        return 0;
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -118,20 +203,25 @@ int sandbox__new(struct manager *m, const struct sandbox_record *rec, struct san
                 /* the stored canonical form carries template and name too; parse the rest */
                 json_object_del(spec_json, "template");
                 json_object_del(spec_json, "name");
-                r = sandbox_spec_parse(spec_json, &sb->spec, err);
+                r = sandbox_layers_take(sb, spec_json, err);
+                if (r >= 0)
+                        r = sandbox_spec_parse(spec_json, &sb->spec, err);
                 json_decref(spec_json);
         } else
                 r = sbx_err_set(err, -SBX_E_INTERNAL, "stored spec of '%s' is not JSON: %s", rec->id, jerr.text);
         if (r < 0) {
                 sandbox_record_release(&sb->rec);
+                free(sb->layers);
                 return r;
         }
         if ((size_t)snprintf(sb->dir, sizeof sb->dir, "%s/%.*s", m->sandboxes_dir, SBX_ID_MAX, rec->id) >=
             sizeof sb->dir) {
                 sandbox_record_release(&sb->rec);
                 sandbox_spec_release(&sb->spec);
+                free(sb->layers);
                 return sbx_err_set(err, -ENAMETOOLONG, "sandbox dir path too long");
         }
+        sandbox_layers_hold(sb);
         uv_timer_init(m->loop, &sb->lifetime_timer);
         uv_timer_init(m->loop, &sb->idle_timer);
         uv_timer_init(m->loop, &sb->wait_timer);
@@ -178,6 +268,7 @@ void sandbox__remove_keep_slot(struct sandbox *sb)
         if (sb->closed)
                 return;
         sb->closed = true;
+        sandbox_layers_release(sb);
         if (!sb->removed) {
                 for (; *pp; pp = &(*pp)->hnext)
                         if (*pp == sb) {
@@ -249,6 +340,7 @@ json_t *sandbox__to_json(const struct sandbox *sb)
         put_time(o, "startedAt", r->started_ms);
         put_time(o, "updatedAt", r->updated_ms);
         json_object_set(o, "env", json_object_get(spec, "env"));
+        json_object_set(o, "workdir", json_object_get(spec, "workdir"));
         meta = json_loads(r->metadata_json ? r->metadata_json : "{}", 0, NULL);
         json_object_set_new(o, "metadata", meta ? meta : json_object());
         json_object_set(o, "resources", json_object_get(spec, "resources"));
@@ -470,9 +562,10 @@ void manager__work_launch(uv_work_t *w)
                 .cpu = sb->spec.cpu,
                 .pids = sb->spec.pids,
         };
+        _cleanup_free_ char **lowers = NULL;
+        size_t n_lowers = 0;
         struct sandbox_launch l = {
                 .id = sb->rec.id,
-                .lower = op->tmpl.rootfs,
                 .dir = sb->dir,
                 .uid_base = uid,
                 .init_exe_fd = m->init_exe_fd,
@@ -490,7 +583,13 @@ void manager__work_launch(uv_work_t *w)
         }
         uint64_t t = now_usec();
         op->us_queue = (uint32_t)(t - op->t0);
-        op->r = sandbox_dirs_prepare(sb->dir, uid, &op->err);
+        op->r = template_lower_paths(m->templates, &op->tmpl, &lowers, &n_lowers);
+        if (op->r < 0)
+                (void)sbx_err_set(&op->err, op->r, "cannot resolve the layers of template '%s'", op->tmpl.name);
+        l.lowers = (const char *const *)lowers;
+        l.n_lowers = n_lowers;
+        if (op->r >= 0)
+                op->r = sandbox_dirs_prepare(sb->dir, uid, &op->err);
         op->us_dirs = (uint32_t)(now_usec() - t);
         t = now_usec();
         if (op->r >= 0)
@@ -736,12 +835,10 @@ static int activate_pooled(struct manager *m, struct sandbox *sb, struct sandbox
                            void *data, struct sbx_err *err)
 {
         struct sandbox_spec tmp;
-        json_t *spec_json = sandbox_spec_to_json(spec);
-        char *sj = spec_json ? json_dump_compact(spec_json) : NULL;
+        char *sj = manager__spec_text(spec, (const char(*)[SBX_LAYER_DIGEST_MAX])sb->layers, sb->n_layers);
         char *mj = spec->metadata ? json_dump_compact(spec->metadata) : strdup("{}");
         int r = sj && mj ? 0 : -ENOMEM;
 
-        json_decref(spec_json);
         if (r == 0) {
                 free(sb->rec.spec_json);
                 free(sb->rec.metadata_json);
@@ -842,27 +939,83 @@ static bool pool_eligible(const struct sandbox_spec *spec)
         return spec->memory_mib == (SBX_DEFAULT_MEMORY >> 20) && spec->pids <= SBX_DEFAULT_PIDS;
 }
 
+/* The template's image config: its env entries go before the request's (the request wins), its
+ * workdir becomes the default cwd of execs unless the request set one. */
+static int apply_template_config(struct manager *m, struct sandbox_spec *spec)
+{
+        json_t *mf = template_manifest(m->templates, spec->template_name, NULL);
+        json_t *cfg = json_object_get(mf, "config"), *env = json_object_get(cfg, "env"), *v;
+        const char *wd = json_string_value(json_object_get(cfg, "workdir"));
+        size_t i, k = 0;
+        char **nv;
+
+        if (!mf)
+                return 0;
+        if (wd && wd[0] == '/' && !strstr(wd, "/../") && !spec->workdir[0] && strlen(wd) < sizeof spec->workdir)
+                snprintf(spec->workdir, sizeof spec->workdir, "%s", wd);
+        if (json_array_size(env) == 0) {
+                json_decref(mf);
+                return 0;
+        }
+        nv = calloc(json_array_size(env) + spec->n_env + 1, sizeof *nv);
+        if (!nv) {
+                json_decref(mf);
+                return -ENOMEM;
+        }
+        json_array_foreach (env, i, v) {
+                const char *e = json_string_value(v);
+
+                if (!e || !strchr(e, '=') || strchr(e, '=') == e || k == SBX_MAX_ENV ||
+                    strlen(e) > SBX_MAX_ENV_KEY + 1 + SBX_MAX_ENV_VALUE)
+                        continue;
+                nv[k] = strdup(e);
+                if (nv[k])
+                        k++;
+        }
+        json_decref(mf);
+        for (i = 0; i < spec->n_env; i++)
+                nv[k++] = spec->env[i];
+        free(spec->env);
+        spec->env = nv;
+        spec->n_env = k;
+        return 0;
+}
+
 int manager_create(struct manager *m, struct sandbox_spec *spec, manager_done_fn done, void *data,
                    struct sbx_err *err)
 {
-        struct sandbox_record rec = { 0 };
         struct template_info tmpl;
-        struct sandbox *sb;
-        struct op *op;
-        json_t *spec_json;
         int r;
 
         r = template_lookup(m->templates, spec->template_name, &tmpl, NULL);
         if (r == -SBX_E_UNAVAILABLE)
                 /* being built (or not yet): the create waits for it, as "returns when ready" says */
                 return create_after_build(m, spec, done, data, err);
+        if (r == -SBX_E_NOT_FOUND && build__running(m, spec->template_name))
+                return sbx_err_setr(err, -SBX_E_CONFLICT, "template_building",
+                                    "template '%s' is still being built; watch GET /v1/templates/%s/build",
+                                    spec->template_name, spec->template_name);
         if (r < 0)
                 return template_lookup(m->templates, spec->template_name, &tmpl, err);
+        r = apply_template_config(m, spec);
+        if (r < 0)
+                return sbx_err_set(err, r, "out of memory");
+        return manager__create_from(m, spec, &tmpl, done, data, err);
+}
+
+int manager__create_from(struct manager *m, struct sandbox_spec *spec, const struct template_info *tmpl,
+                         manager_done_fn done, void *data, struct sbx_err *err)
+{
+        struct sandbox_record rec = { 0 };
+        struct sandbox *sb;
+        struct op *op;
+        int r;
+
         if (m->n_live >= m->max_sandboxes)
                 return sbx_err_setr(err, -SBX_E_LIMIT, "limit_exceeded", "at most %u sandboxes may exist at once",
                                     m->max_sandboxes);
         if (pool_eligible(spec)) {
-                sb = pool__take(m, spec->template_name);
+                sb = pool__take(m, spec->template_name, tmpl);
                 if (sb)
                         return activate_pooled(m, sb, spec, done, data, err);
         }
@@ -876,10 +1029,8 @@ int manager_create(struct manager *m, struct sandbox_spec *spec, manager_done_fn
         snprintf(rec.template_name, sizeof rec.template_name, "%s", spec->template_name);
         rec.state = SANDBOX_CREATING;
         rec.created_ms = rec.updated_ms = now_realtime_ms();
-        spec_json = sandbox_spec_to_json(spec);
-        rec.spec_json = spec_json ? json_dump_compact(spec_json) : NULL;
+        rec.spec_json = manager__spec_text(spec, (const char(*)[SBX_LAYER_DIGEST_MAX])tmpl->layers, tmpl->n_layers);
         rec.metadata_json = spec->metadata ? json_dump_compact(spec->metadata) : strdup("{}");
-        json_decref(spec_json);
         if (!rec.spec_json || !rec.metadata_json) {
                 manager__slot_set(m, rec.uid_slot, false);
                 sandbox_record_release(&rec);
@@ -901,7 +1052,7 @@ int manager_create(struct manager *m, struct sandbox_spec *spec, manager_done_fn
                 sandbox__set_state(sb, SANDBOX_FAILED, "out of memory");
                 return -ENOMEM;
         }
-        op->tmpl = tmpl;
+        op->tmpl = *tmpl;
         r = uv_queue_work(m->loop, &op->work, manager__work_launch, manager__after_launch);
         if (r == 0)
                 m->pending_launches++;
@@ -966,7 +1117,7 @@ int manager_start(struct manager *m, const char *id, manager_done_fn done, void 
         }
         if (sb->rec.state != SANDBOX_STOPPED)
                 return busy_error(sb, err);
-        r = template_lookup(m->templates, sb->rec.template_name, &tmpl, err);
+        r = manager__launch_template(m, sb, &tmpl, err);
         if (r < 0)
                 return r;
         op = op_new(sb, OP_START, done, data);
@@ -1184,6 +1335,7 @@ void manager_free(struct manager *m)
         if (!m)
                 return;
         m->freeing = true;
+        build__free_all(m);
         pool__drain(m);
         for (unsigned i = 0; i < SANDBOX_HASH_SIZE; i++)
                 while (m->table[i])

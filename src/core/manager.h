@@ -80,3 +80,45 @@ int manager_exec(struct manager *m, const char *id, struct exec_spec *spec, cons
 /* The caller lost interest (client went away): kill the process tree; done is NOT called afterwards. */
 void exec_handle_cancel(struct exec_handle *h);
 void exec_handle_resume(struct exec_handle *h);
+
+/* ---- templates (core/build.c, core/images.c) ---- */
+
+struct build_watch;
+/* One build event: type "progress" {percent, stage}, "log" {line}, "step" {step, layer, cached},
+ * "done" {name, layers, durationMs, cached}, "failed" {name, step, message, exitCode?, log},
+ * "truncated" {firstAvailable}; type NULL = the build is over (last call for this watch). seq
+ * numbers events from 1 (SSE ids). data is borrowed. */
+typedef void (*build_event_fn)(void *data, const char *type, json_t *event, uint64_t seq);
+
+/* Validate a template spec (core/build-spec.h) and start building it in the background; an
+ * identical spec already building is joined. *ret = the build's status {name, state, percent,
+ * stage, specDigest}. 400 for a bad spec, 409 template_building for a different spec of a name
+ * being built. */
+int manager_template_build(struct manager *m, json_t *spec, json_t **ret, struct sbx_err *err);
+/* The status of the running or last finished build of name (a new reference), or NULL. */
+json_t *manager_template_build_status(struct manager *m, const char *name);
+/* Replay the events of name's build after seq `after`, then follow it live until it ends.
+ * *ret = NULL when the build had already ended (fn got the end call before this returned). */
+int manager_template_watch(struct manager *m, const char *name, uint64_t after, build_event_fn fn, void *data,
+                           struct build_watch **ret, struct sbx_err *err);
+void build_watch_cancel(struct build_watch *w);
+
+/* {templates:[...]}: the catalog with states, published templates, first builds in progress. */
+int manager_template_list(struct manager *m, json_t **ret, struct sbx_err *err);
+/* One template with its layers, config and build state. 404 template_not_found. */
+int manager_template_get(struct manager *m, const char *name, json_t **ret, struct sbx_err *err);
+/* Unpublish name, then collect unreferenced layers; done gets {name, layersRemoved, bytesFreed}. */
+int manager_template_remove(struct manager *m, const char *name, manager_done_fn done, void *data,
+                            struct sbx_err *err);
+/* {layers:[{digest, sizeBytes, tarBytes, entries, createdAt, source, templates, holds, refs}], count,
+ * totalBytes} */
+int manager_layers(struct manager *m, json_t **ret, struct sbx_err *err);
+/* Remove the layers nothing references; done gets {layersRemoved, bytesFreed}. */
+int manager_layer_gc(struct manager *m, manager_done_fn done, void *data, struct sbx_err *err);
+/* Import the OCI / docker-save tarball in fd (dup'ed) as template name (NULL/"": from the image's
+ * reference); done gets the template. */
+int manager_template_import(struct manager *m, int fd, const char *name, manager_done_fn done, void *data,
+                            struct sbx_err *err);
+/* Write name as an OCI layout tarball to fd (dup'ed; rewound to 0 when done); done gets {name}. */
+int manager_template_export(struct manager *m, const char *name, int fd, manager_done_fn done, void *data,
+                            struct sbx_err *err);

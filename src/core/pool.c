@@ -60,7 +60,6 @@ static int pool_launch(struct pool *p)
         struct template_info tmpl;
         struct sandbox *sb;
         struct op *op;
-        json_t *spec_json;
         int r;
 
         r = template_lookup(m->templates, p->template_name, &tmpl, NULL);
@@ -79,10 +78,8 @@ static int pool_launch(struct pool *p)
         }
         snprintf(rec.template_name, sizeof rec.template_name, "%s", p->template_name);
         rec.state = SANDBOX_CREATING;
-        spec_json = sandbox_spec_to_json(&spec);
-        rec.spec_json = spec_json ? json_dump_compact(spec_json) : NULL;
+        rec.spec_json = manager__spec_text(&spec, (const char(*)[SBX_LAYER_DIGEST_MAX])tmpl.layers, tmpl.n_layers);
         rec.metadata_json = strdup("{}");
-        json_decref(spec_json);
         sandbox_spec_release(&spec);
         r = rec.spec_json && rec.metadata_json ? sandbox__new(m, &rec, &sb, NULL) : -ENOMEM;
         manager__slot_set(m, rec.uid_slot, r >= 0); /* sandbox__new marked it; undo on failure */
@@ -152,15 +149,26 @@ void pool__launched(struct sandbox *sb, int r, const struct sbx_err *err, uint64
                   p->n_ready);
 }
 
-struct sandbox *pool__take(struct manager *m, const char *template_name)
+/* Does sb run on exactly the layers of tmpl (the template may have been rebuilt since)? */
+static bool same_layers(const struct sandbox *sb, const struct template_info *tmpl)
+{
+        if (sb->n_layers != tmpl->n_layers)
+                return false;
+        for (size_t i = 0; i < sb->n_layers; i++)
+                if (strcmp(sb->layers[i], tmpl->layers[i]) != 0)
+                        return false;
+        return true;
+}
+
+struct sandbox *pool__take(struct manager *m, const char *template_name, const struct template_info *tmpl)
 {
         struct pool *p = m->pool_size ? pool_find(m, template_name, false) : NULL;
         struct sandbox *sb = NULL;
 
         while (p && p->n_ready > 0 && !sb) {
                 struct sandbox *c = p->ready[--p->n_ready];
-                /* it may have died while it waited (pidfd fired): then drop it */
-                if (c->rec.state == SANDBOX_RUNNING && c->ctl_fd >= 0 && !c->op) {
+                /* it may have died while it waited (pidfd fired), or its template changed: then drop it */
+                if (c->rec.state == SANDBOX_RUNNING && c->ctl_fd >= 0 && !c->op && same_layers(c, tmpl)) {
                         sb = c;
                         break;
                 }

@@ -44,6 +44,7 @@ struct daemon {
         struct store store;
         bool store_open;
         struct template_store *templates;
+        char upload_dir[PATH_MAX + 48];
         struct manager *manager;
         struct http_server *http;
         struct api_context api;
@@ -242,7 +243,15 @@ static int run(struct daemon *d, struct sbx_err *err)
         if (r < 0)
                 return r;
 
-        d->api = (struct api_context){ .manager = d->manager, .templates = d->templates, .version = SBX_VERSION };
+        snprintf(d->upload_dir, sizeof d->upload_dir, "%s/uploads", d->templates_dir);
+        if (mkdir(d->upload_dir, 0700) < 0 && errno != EEXIST)
+                return sbx_err_set(err, -errno, "cannot create '%s': %m", d->upload_dir);
+        d->api = (struct api_context){
+                .manager = d->manager,
+                .templates = d->templates,
+                .version = SBX_VERSION,
+                .upload_dir = d->upload_dir,
+        };
         if (d->cfg.unix_path)
                 snprintf(d->unix_path, sizeof d->unix_path, "%s", d->cfg.unix_path);
         else
@@ -254,6 +263,8 @@ static int run(struct daemon *d, struct sbx_err *err)
                 .app = &d->api,
                 .routes = api_routes,
                 .n_routes = api_routes_count,
+                .upload_dir = d->upload_dir,
+                .max_upload = SBX_MAX_UPLOAD,
         };
         r = http_server_start(d->loop, &hc, &d->http, err);
         if (r < 0)

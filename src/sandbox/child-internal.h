@@ -8,7 +8,7 @@
 
 /* Messages on the launch socket (SOCK_SEQPACKET). sbx-init's ready byte is a 1-byte packet. */
 enum child_msg_type {
-        CHILD_MSG_GO = 'G',    /* parent -> outer child, with SCM_RIGHTS [lower, binds...] */
+        CHILD_MSG_GO = 'G',    /* parent -> outer child, (the layers are staged in the sandbox dir) */
         CHILD_MSG_PID = 'P',   /* outer child -> parent: host pid of PID 1 */
         CHILD_MSG_ERROR = 'E', /* either child -> parent: step + errno */
 };
@@ -53,6 +53,6 @@ struct child_args {
         const struct sandbox_launch *l;
         int sync_fd;    /* child's end of the launch socket */
         pid_t parent_pid; /* sbxd, to detect that it died before PDEATHSIG was armed */
-        char overlay_opts[512];
+        char overlay_opts[1024]; /* "lowerdir=l0:l1:...": fits SBX_SANDBOX_MAX_LOWERS */
         char tmp_opts[64];
 };

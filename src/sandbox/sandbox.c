@@ -12,6 +12,7 @@
 #include <linux/sched.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,22 +74,23 @@ static int send_go(int sock)
         return send(sock, &m, sizeof m, MSG_NOSIGNAL) < 0 ? -errno : 0;
 }
 
-/* Staging mount points inside the sandbox dir: "lower", "bind0".."bind3". */
-static void stage_name(size_t i, char *buf, size_t size)
+/* Staging mount points inside the sandbox dir: "l0".."l<n_lowers-1>" (the layers, topmost
+ * first, as overlay's lowerdir lists them), then "bind0".."bind3". */
+static void stage_name(const struct sandbox_launch *l, size_t i, char *buf, size_t size)
 {
-        if (i == 0)
-                snprintf(buf, size, "lower");
+        if (i < l->n_lowers)
+                snprintf(buf, size, "l%u", (unsigned)i);
         else
-                snprintf(buf, size, "bind%u", (unsigned)((i - 1) % 10));
+                snprintf(buf, size, "bind%u", (unsigned)((i - l->n_lowers) % 10));
 }
 
 /* Detach the staged mounts from sbxd's mount namespace (the sandbox has its own copies by now). */
-static void unstage(int dir_fd, size_t n)
+static void unstage(const struct sandbox_launch *l, int dir_fd, size_t n)
 {
         char name[16];
 
         for (size_t i = 0; i < n; i++) {
-                stage_name(i, name, sizeof name);
+                stage_name(l, i, name, sizeof name);
                 _cleanup_close_ int fd = openat(dir_fd, name, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
                 char proc[64];
                 if (fd < 0)
@@ -96,6 +98,28 @@ static void unstage(int dir_fd, size_t n)
                 snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
                 (void)umount2(proc, MNT_DETACH);
         }
+}
+
+/* "lowerdir=l0:l1:...,upperdir=upper,workdir=work,userxattr" */
+static int overlay_options(const struct sandbox_launch *l, char *buf, size_t size)
+{
+        size_t n = 0;
+        int k;
+
+        k = snprintf(buf, size, "lowerdir=");
+        if (k < 0 || (size_t)k >= size)
+                return -ENAMETOOLONG;
+        n = (size_t)k;
+        for (size_t i = 0; i < l->n_lowers; i++) {
+                k = snprintf(buf + n, size - n, "%sl%u", i ? ":" : "", (unsigned)i);
+                if (k < 0 || (size_t)k >= size - n)
+                        return -ENAMETOOLONG;
+                n += (size_t)k;
+        }
+        k = snprintf(buf + n, size - n, ",upperdir=upper,workdir=work,userxattr");
+        if (k < 0 || (size_t)k >= size - n)
+                return -ENAMETOOLONG;
+        return 0;
 }
 
 /* Receive one launch message; ret_len = its size. -ETIMEDOUT, or 0 with *ret_len 0 on EOF. */
@@ -135,7 +159,7 @@ int sandbox_launch(const struct sandbox_launch *l, struct sandbox_proc *ret, str
 {
         _cleanup_close_ int sock_parent = -EBADF, sock_child = -EBADF, userns_fd = -EBADF;
         _cleanup_close_ int pidfd = -EBADF, dir_fd_rw = -EBADF;
-        int mfds[SBX_SANDBOX_MAX_BINDS + 1];
+        int mfds[SBX_SANDBOX_MAX_LOWERS + SBX_SANDBOX_MAX_BINDS];
         size_t n_mfds = 0, n_staged = 0;
         struct child_args args = { .l = l };
         struct clone_args ca = { .flags = CLONE_NEWUSER, .exit_signal = SIGCHLD };
@@ -151,6 +175,9 @@ int sandbox_launch(const struct sandbox_launch *l, struct sandbox_proc *ret, str
                 mfds[i] = -EBADF;
         if (l->n_binds > SBX_SANDBOX_MAX_BINDS)
                 return sbx_err_set(err, -E2BIG, "too many binds");
+        if (l->n_lowers == 0 || l->n_lowers > SBX_SANDBOX_MAX_LOWERS)
+                return sbx_err_set(err, -E2BIG, "a sandbox needs 1 to %d layers, not %zu", SBX_SANDBOX_MAX_LOWERS,
+                                   l->n_lowers);
 
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
                 return sbx_err_set(err, -errno, "cannot create launch socket: %m");
@@ -161,8 +188,7 @@ int sandbox_launch(const struct sandbox_launch *l, struct sandbox_proc *ret, str
                 return sbx_err_set(err, -errno, "cannot open sandbox dir '%s': %m", l->dir);
         args.sync_fd = sock_child;
         args.parent_pid = getpid();
-        if ((size_t)snprintf(args.overlay_opts, sizeof args.overlay_opts,
-                             "lowerdir=lower,upperdir=upper,workdir=work,userxattr") >= sizeof args.overlay_opts)
+        if (overlay_options(l, args.overlay_opts, sizeof args.overlay_opts) < 0)
                 return sbx_err_set(err, -ENAMETOOLONG, "overlay options too long");
         snprintf(args.tmp_opts, sizeof args.tmp_opts, "mode=1777,size=%llu", (unsigned long long)l->tmp_size);
 
@@ -185,9 +211,11 @@ int sandbox_launch(const struct sandbox_launch *l, struct sandbox_proc *ret, str
                 r = sbx_err_set(err, -errno, "cannot open '%s': %m", path);
                 goto fail;
         }
-        r = idmapped_tree(l->lower, userns_fd, false, &mfds[n_mfds++], err);
-        if (r < 0)
-                goto fail;
+        for (size_t i = 0; i < l->n_lowers; i++) {
+                r = idmapped_tree(l->lowers[i], userns_fd, false, &mfds[n_mfds++], err);
+                if (r < 0)
+                        goto fail;
+        }
         for (size_t i = 0; i < l->n_binds; i++) {
                 r = idmapped_tree(l->binds[i].source, userns_fd, true, &mfds[n_mfds++], err);
                 if (r < 0)
@@ -199,7 +227,7 @@ int sandbox_launch(const struct sandbox_launch *l, struct sandbox_proc *ret, str
          * user namespace, so they cannot simply be passed as fds.) */
         for (size_t i = 0; i < n_mfds; i++) {
                 char name[16];
-                stage_name(i, name, sizeof name);
+                stage_name(l, i, name, sizeof name);
                 if (mkdirat(dir_fd_rw, name, 0755) < 0 && errno != EEXIST) {
                         r = sbx_err_set(err, -errno, "cannot create staging dir '%s/%s': %m", l->dir, name);
                         goto fail;
@@ -234,7 +262,7 @@ int sandbox_launch(const struct sandbox_launch *l, struct sandbox_proc *ret, str
         while (waitpid(outer, NULL, 0) < 0 && errno == EINTR)
                 ;
         outer = -1;
-        unstage(dir_fd_rw, n_staged);
+        unstage(l, dir_fd_rw, n_staged);
         n_staged = 0;
         pidfd = (int)syscall(SYS_pidfd_open, init_pid, 0);
         if (pidfd < 0) {
@@ -268,7 +296,7 @@ int sandbox_launch(const struct sandbox_launch *l, struct sandbox_proc *ret, str
 fail:
         for (size_t i = 0; i < ELEMENTSOF(mfds); i++)
                 mfds[i] = safe_close(mfds[i]);
-        unstage(dir_fd_rw, n_staged);
+        unstage(l, dir_fd_rw, n_staged);
         kill_and_reap(outer);
         kill_and_reap(init_pid);
         return r;
@@ -276,7 +304,7 @@ fail:
 
 int sandbox_dirs_prepare(const char *dir, uid_t uid, struct sbx_err *err)
 {
-        static const char *const subs[] = { "upper", "work", "lower", "merged" };
+        static const char *const subs[] = { "upper", "work", "merged" };
         _cleanup_close_ int dfd = -EBADF;
 
         if (mkdir(dir, 0711) < 0 && errno != EEXIST)
@@ -327,17 +355,38 @@ static int remove_at(int parent, const char *name, int depth)
         return r;
 }
 
+/* A staging mount point name: "lower" (older layout), "merged", "l<N>", "bind<N>". */
+static bool staged_name(const char *n)
+{
+        if (strcmp(n, "lower") == 0 || strcmp(n, "merged") == 0)
+                return true;
+        if (n[0] == 'l' && n[1])
+                return strspn(n + 1, "0123456789") == strlen(n + 1);
+        if (strncmp(n, "bind", 4) == 0 && n[4])
+                return strspn(n + 4, "0123456789") == strlen(n + 4);
+        return false;
+}
+
 int sandbox_dirs_remove(const char *dir)
 {
         /* a stale mount (crash mid-create) would make the removal fail or reach into it */
-        char sub[4096];
+        _cleanup_close_ int fd = -EBADF;
+        char sub[PATH_MAX];
+        DIR *d;
+        struct dirent *de;
 
-        static const char *const staged[] = { "lower", "merged", "bind0", "bind1", "bind2", "bind3" };
-
-        for (size_t i = 0; i < ELEMENTSOF(staged); i++) {
-                snprintf(sub, sizeof sub, "%s/%s", dir, staged[i]);
-                (void)umount2(sub, MNT_DETACH | UMOUNT_NOFOLLOW);
-        }
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return errno == ENOENT ? 0 : -errno;
+        d = fdopendir(fd);
+        if (!d)
+                return -errno;
+        fd = -EBADF;
+        while ((de = readdir(d)))
+                if (staged_name(de->d_name) &&
+                    (size_t)snprintf(sub, sizeof sub, "%s/%s", dir, de->d_name) < sizeof sub)
+                        (void)umount2(sub, MNT_DETACH | UMOUNT_NOFOLLOW);
+        closedir(d);
         return remove_at(AT_FDCWD, dir, 0);
 }
 

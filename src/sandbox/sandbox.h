@@ -19,6 +19,7 @@
 #include "sandbox/cgroup.h"
 
 #define SBX_SANDBOX_MAX_BINDS 4
+#define SBX_SANDBOX_MAX_LOWERS 128              /* overlay lower layers (= SBX_MAX_IMAGE_LAYERS) */
 
 struct sandbox_bind {
         const char *source;   /* host path, mounted read-only, idmapped */
@@ -27,10 +28,11 @@ struct sandbox_bind {
 
 struct sandbox_launch {
         const char *id;                         /* becomes the hostname */
-        const char *lower;                      /* template rootfs (host path) */
+        const char *const *lowers;              /* template layers (host paths), topmost first */
+        size_t n_lowers;                        /* 1..SBX_SANDBOX_MAX_LOWERS */
         struct sandbox_bind binds[SBX_SANDBOX_MAX_BINDS];
         size_t n_binds;
-        const char *dir;                        /* per-sandbox dir holding upper/, work/, lower/, merged/ */
+        const char *dir;                        /* per-sandbox dir holding upper/, work/, merged/ (+ staging l*, b*) */
         uid_t uid_base;                         /* host uid of root inside */
         int init_exe_fd;                        /* fd of the sbx-init binary (O_PATH ok) */
         int seccomp_fd;                         /* the sealed seccomp blob for sbx-init */
@@ -56,7 +58,7 @@ struct sandbox_proc {
  * killed and reaped (cgroups are the caller's to remove). */
 int sandbox_launch(const struct sandbox_launch *l, struct sandbox_proc *ret, struct sbx_err *err);
 
-/* mkdir <dir>/{upper,work,lower,merged} owned by uid (upper/work) — idempotent. */
+/* mkdir <dir>/{upper,work,merged} owned by uid (upper/work) — idempotent. */
 int sandbox_dirs_prepare(const char *dir, uid_t uid, struct sbx_err *err);
 /* rm -rf dir without following symlinks (the upper is written by the sandbox). Blocking. */
 int sandbox_dirs_remove(const char *dir);

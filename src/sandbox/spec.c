@@ -186,9 +186,12 @@ static int env_parse(const json_t *obj, char ***ret_env, size_t *ret_n, size_t *
         return 0;
 }
 
+static int path_normalize(const char *field, const char *in, char *out, size_t size, struct sbx_err *err);
+
 int sandbox_spec_parse(const json_t *body, struct sandbox_spec *ret, struct sbx_err *err)
 {
-        static const char *const fields[] = { "template", "name", "env", "metadata", "resources", "timeout", NULL };
+        static const char *const fields[] = { "template", "name",    "env",     "metadata",
+                                              "resources", "timeout", "workdir", NULL };
         static const char *const resource_fields[] = { "cpu", "memory", "pids", NULL };
         static const char *const timeout_fields[] = { "lifetime", "idle", NULL };
         _cleanup_(sandbox_spec_release) struct sandbox_spec s = {
@@ -233,6 +236,15 @@ int sandbox_spec_parse(const json_t *body, struct sandbox_spec *ret, struct sbx_
         r = env_parse(body, &s.env, &s.n_env, &env_bytes, err);
         if (r < 0)
                 return r;
+
+        r = json_get_string(body, "workdir", "", SBX_MAX_CWD - 1, &str, err);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                r = path_normalize("workdir", str, s.workdir, sizeof s.workdir, err);
+                if (r < 0)
+                        return r;
+        }
 
         r = string_map_get(body, "metadata", SBX_MAX_METADATA, SBX_MAX_METADATA_KEY, SBX_MAX_METADATA_VALUE, &metadata,
                            err);
@@ -331,7 +343,8 @@ json_t *sandbox_spec_to_json(const struct sandbox_spec *s)
             set_new(root, "name", s->name[0] ? json_string(s->name) : json_null()) < 0 ||
             set_new(root, "env", TAKE_PTR(env)) < 0 ||
             set_new(root, "metadata", s->metadata ? json_deep_copy(s->metadata) : json_object()) < 0 ||
-            set_new(root, "resources", TAKE_PTR(res)) < 0 || set_new(root, "timeout", TAKE_PTR(tmo)) < 0)
+            set_new(root, "resources", TAKE_PTR(res)) < 0 || set_new(root, "timeout", TAKE_PTR(tmo)) < 0 ||
+            set_new(root, "workdir", s->workdir[0] ? json_string(s->workdir) : json_null()) < 0)
                 return NULL;
 
         return TAKE_PTR(root);
@@ -339,13 +352,13 @@ json_t *sandbox_spec_to_json(const struct sandbox_spec *s)
 
 /* An absolute path without ".." -> out, with "//" and "/./" collapsed and no trailing "/" (except "/").
  * The result is never longer than the input, so out needs only strlen(in) + 1 bytes. */
-static int cwd_normalize(const char *in, char *out, size_t size, struct sbx_err *err)
+static int path_normalize(const char *field, const char *in, char *out, size_t size, struct sbx_err *err)
 {
         size_t o = 0;
 
         assert(strlen(in) < size);
         if (in[0] != '/')
-                return invalid(err, "invalid_value", "'cwd' must be an absolute path");
+                return sbx_err_setr(err, -SBX_E_INVALID, "invalid_value", "'%s' must be an absolute path", field);
 
         for (const char *p = in; *p;) {
                 const char *c;
@@ -360,7 +373,7 @@ static int cwd_normalize(const char *in, char *out, size_t size, struct sbx_err 
                         continue;
                 /* Refused rather than resolved: lexical ".." handling is wrong across symlinks. */
                 if (n == 2 && c[0] == '.' && c[1] == '.')
-                        return invalid(err, "invalid_value", "'cwd' must not contain '..'");
+                        return sbx_err_setr(err, -SBX_E_INVALID, "invalid_value", "'%s' must not contain '..'", field);
                 out[o++] = '/';
                 memcpy(out + o, c, n);
                 o += n;
@@ -483,9 +496,10 @@ int exec_spec_parse(const json_t *body, struct exec_spec *ret, struct sbx_err *e
         if (r < 0)
                 return r;
         if (r > 0) {
-                r = cwd_normalize(str, s.cwd, sizeof s.cwd, err);
+                r = path_normalize("cwd", str, s.cwd, sizeof s.cwd, err);
                 if (r < 0)
                         return r;
+                s.cwd_given = true;
         }
 
         r = env_parse(body, &s.env, &s.n_env, &env_bytes, err);

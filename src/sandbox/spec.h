@@ -26,6 +26,7 @@ struct sandbox_spec {
         uint64_t pids;                                 /* default SBX_DEFAULT_PIDS */
         uint64_t lifetime_s;                           /* 0 = none */
         uint64_t idle_s;                               /* 0 = none */
+        char workdir[SBX_MAX_CWD];                     /* default cwd of execs; "" = the template's, else /root */
 };
 
 /* Parse and validate; on success *ret is filled (release with sandbox_spec_release). body may be NULL
@@ -34,7 +35,7 @@ int sandbox_spec_parse(const json_t *body, struct sandbox_spec *ret, struct sbx_
 void sandbox_spec_release(struct sandbox_spec *s);
 /* Canonical JSON of the whole spec (what the store keeps and what GET returns under env/resources/timeout):
  * {"template":..,"name":..|null,"env":{..},"metadata":{..},"resources":{"cpu":..,"memory":..,"pids":..},
- *  "timeout":{"lifetime":..|null,"idle":..|null}}. New reference. */
+ *  "timeout":{"lifetime":..|null,"idle":..|null},"workdir":..|null}. New reference. */
 json_t *sandbox_spec_to_json(const struct sandbox_spec *s);
 
 /* POST /v1/sandboxes/{id}/exec body. */
@@ -44,6 +45,7 @@ struct exec_spec {
         char **env;             /* owned "KEY=VALUE", n_env entries (exec-level overrides only) */
         size_t n_env;
         char cwd[SBX_MAX_CWD];  /* absolute, normalised, no ".." or NUL; default "/root" */
+        bool cwd_given;         /* the request named cwd (else the sandbox's workdir applies) */
         uint64_t timeout_s;     /* default SBX_DEFAULT_EXEC_TIMEOUT_S */
         char *stdin_data;       /* owned, NULL = no stdin (EOF at once) */
         size_t stdin_len;

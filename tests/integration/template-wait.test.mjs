@@ -17,7 +17,8 @@ test('a create waits for its template to be built', { timeout: 300_000 }, async 
         const api = new Api(() => d);
         let id = null;
         try {
-                assert.ok(!fs.existsSync(path.join(templates, 'base', 'rootfs')), 'base must not exist yet');
+                assert.ok(!fs.existsSync(path.join(templates, 'templates', 'base.json')), 'base must not exist yet');
+                assert.equal((await api.request('GET', '/v1/templates/base')).json.state, 'not_built');
                 const t0 = Date.now();
                 const res = await api.request('POST', '/v1/sandboxes', {}, { timeoutMs: 280_000 });
                 assert.equal(res.status, 201, describe(res));
@@ -25,7 +26,13 @@ test('a create waits for its template to be built', { timeout: 300_000 }, async 
                 assert.equal(res.json.template, 'base');
                 assert.equal(res.json.state, 'running');
                 assert.ok(Date.now() - t0 > 1000, 'the create had to wait for the build');
-                assert.ok(fs.existsSync(path.join(templates, 'base', 'rootfs', 'etc', 'debian_version')));
+                // published as a one-layer template whose layer holds the Debian tree
+                const tpl = await api.request('GET', '/v1/templates/base');
+                assert.equal(tpl.json.state, 'available');
+                assert.equal(tpl.json.layers.length, 1);
+                const hex = tpl.json.layers[0].replace('sha256:', '');
+                assert.ok(fs.existsSync(path.join(templates, 'layers', hex, 'root', 'etc', 'debian_version')));
+                assert.ok(fs.existsSync(path.join(templates, 'templates', 'base.json')));
                 assert.match(await api.sh(id, 'cat /etc/debian_version'), /^12\./);
                 assert.equal((await api.del(id)).status, 204);
                 await assertNoLeaks([id], { daemonPid: d.pid, dataDir: d.dataDir });

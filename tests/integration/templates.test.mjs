@@ -67,7 +67,7 @@ test('sbx template ls / inspect', async () => {
         const env = { ...process.env, SBX_URL: fx.url, SBX_KEY: fx.key };
         let r = spawnSync(SBX_CLI, ['template', 'ls'], { env, encoding: 'utf8' });
         assert.equal(r.status, 0, r.stderr);
-        assert.match(r.stdout, /^NAME\s+STATE\s+SIZE\s+DESCRIPTION/);
+        assert.match(r.stdout, /^NAME\s+STATE\s+SIZE\s+LAYERS\s+SOURCE\s+DESCRIPTION/);
         for (const n of CATALOG) assert.match(r.stdout, new RegExp(`^${n}\\s`, 'm'));
         r = spawnSync(SBX_CLI, ['template', 'inspect', 'node:18', '--json'], { env, encoding: 'utf8' });
         assert.equal(r.status, 0, r.stderr);

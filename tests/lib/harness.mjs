@@ -34,7 +34,7 @@ export const TS_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}(Z|[+-]\d{2}:\d
 export const CODE_RE = /^[a-z][a-z0-9]*(_[a-z0-9]+)*$/;
 export const STATES = ['creating', 'running', 'stopping', 'stopped', 'starting', 'failed', 'deleted'];
 export const SANDBOX_KEYS = ['id', 'name', 'state', 'stateReason', 'template', 'createdAt', 'startedAt',
-        'updatedAt', 'env', 'metadata', 'resources', 'timeout', 'expiresAt'];
+        'updatedAt', 'env', 'workdir', 'metadata', 'resources', 'timeout', 'expiresAt'];
 
 export const READY_TIMEOUT_MS = 20_000;
 export const STOP_TIMEOUT_MS = 15_000;

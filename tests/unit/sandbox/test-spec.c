@@ -465,6 +465,8 @@ static void test_sandbox_nul_in_strings(void **state)
 
         sandbox_err("{\"template\":\"ba\\u0000se\"}", "invalid_value", "'template' must not contain NUL bytes");
         sandbox_err("{\"name\":\"a\\u0000\"}", "invalid_value", "'name' must not contain NUL bytes");
+        sandbox_err("{\"workdir\":\"app\"}", "invalid_value", "'workdir' must be an absolute path");
+        sandbox_err("{\"workdir\":\"/a/../b\"}", "invalid_value", "'workdir' must not contain '..'");
         sandbox_err("{\"env\":{\"A\":\"x\\u0000y\"}}", "invalid_value",
                     "'env.A' must be at most 32768 bytes without NUL");
         sandbox_err("{\"metadata\":{\"k\":\"\\u0000\"}}", "invalid_value",
@@ -596,16 +598,19 @@ static void test_sandbox_to_json_round_trip(void **state)
                 const char *body, *canonical;
         } cases[] = {
                 { "{}", "{\"env\":{},\"metadata\":{},\"name\":null,\"resources\":{\"cpu\":1.0,\"memory\":512,"
-                        "\"pids\":512},\"template\":\"base\",\"timeout\":{\"idle\":null,\"lifetime\":null}}" },
+                        "\"pids\":512},\"template\":\"base\",\"timeout\":{\"idle\":null,\"lifetime\":null},\"workdir\":null}" },
                 { "{\"template\":\"t1\",\"name\":\"n\",\"env\":{\"B\":\"2\",\"A\":\"=1\"},\"metadata\":{\"k\":\"v\"},"
                   "\"resources\":{\"cpu\":0.5,\"memory\":1024,\"pids\":100},\"timeout\":{\"lifetime\":60,"
                   "\"idle\":30}}",
                   "{\"env\":{\"A\":\"=1\",\"B\":\"2\"},\"metadata\":{\"k\":\"v\"},\"name\":\"n\",\"resources\":{"
                   "\"cpu\":0.5,\"memory\":1024,\"pids\":100},\"template\":\"t1\",\"timeout\":{\"idle\":30,"
-                  "\"lifetime\":60}}" },
+                  "\"lifetime\":60},\"workdir\":null}" },
                 { "{\"timeout\":{\"idle\":5},\"resources\":{\"cpu\":0.33}}",
                   "{\"env\":{},\"metadata\":{},\"name\":null,\"resources\":{\"cpu\":0.33000000000000002,"
-                  "\"memory\":512,\"pids\":512},\"template\":\"base\",\"timeout\":{\"idle\":5,\"lifetime\":null}}" },
+                  "\"memory\":512,\"pids\":512},\"template\":\"base\",\"timeout\":{\"idle\":5,\"lifetime\":null},\"workdir\":null}" },
+                { "{\"workdir\":\"/app//x/./\"}",
+                  "{\"env\":{},\"metadata\":{},\"name\":null,\"resources\":{\"cpu\":1.0,\"memory\":512,"
+                  "\"pids\":512},\"template\":\"base\",\"timeout\":{\"idle\":null,\"lifetime\":null},\"workdir\":\"/app/x\"}" },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
@@ -630,6 +635,7 @@ static void test_sandbox_to_json_round_trip(void **state)
                 assert_int_equal(again.pids, s.pids);
                 assert_int_equal(again.lifetime_s, s.lifetime_s);
                 assert_int_equal(again.idle_s, s.idle_s);
+                assert_string_equal(again.workdir, s.workdir);
                 d2 = to_json_dump(&again);
                 assert_string_equal(d1, d2);
 
