@@ -7,11 +7,13 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/cleanup.h"
+#include "common/log.h"
 #include "common/util.h"
 #include "manager-internal.h"
 
@@ -82,6 +84,21 @@ static void sweep_dirs(struct manager *m)
         closedir(d);
 }
 
+/* A template build's setup sandbox (metadata "sbx.build"): its build lived in memory only. */
+static bool is_build_sandbox(const struct sandbox *sb)
+{
+        json_t *meta = json_loads(sb->rec.metadata_json ? sb->rec.metadata_json : "{}", 0, NULL);
+        bool r = json_is_string(json_object_get(meta, "sbx.build"));
+
+        json_decref(meta);
+        return r;
+}
+
+static void build_sandbox_deleted(void *data, int r, const struct sbx_err *err, json_t *result)
+{
+        json_decref(result);
+}
+
 int manager_recover(struct manager *m, struct sbx_err *err)
 {
         struct sandbox_record *recs = NULL;
@@ -97,6 +114,11 @@ int manager_recover(struct manager *m, struct sbx_err *err)
                 if (manager__adopt_record(m, &recs[i], &sb, &e) < 0)
                         continue; /* an unreadable row stays in the store; NEEDSWORK: report it */
                 recover_one(sb);
+                /* the build it served died with the previous sbxd: nothing will ever use it */
+                if (is_build_sandbox(sb) &&
+                    manager_delete(m, sb->rec.id, build_sandbox_deleted, NULL, &(struct sbx_err){ 0 }) >= 0)
+                        log_info("recovery: deleting %s, the setup sandbox of an interrupted template build",
+                                 sb->rec.id);
         }
         sandbox_record_array_free(recs, n);
         sweep_dirs(m);

@@ -346,6 +346,78 @@ test('bad image tarballs are refused clearly', async (t) => {
         expectError(await api.request('GET', '/v1/templates/nope/export'), 404, 'template_not_found');
 });
 
+/* An OCI layout whose one layer is made by python's tarfile from entries [name, type, arg]. */
+function hostileImage(work, entries) {
+        const layout = path.join(work, `hostile-${rand(3)}`);
+        fs.mkdirSync(path.join(layout, 'blobs', 'sha256'), { recursive: true });
+        const py = `
+import io, json, sys, tarfile
+entries = json.loads(sys.argv[1])
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode='w', format=tarfile.PAX_FORMAT) as t:
+    for name, kind, arg in entries:
+        ti = tarfile.TarInfo(name)
+        if kind == 'file':
+            data = arg.encode(); ti.size = len(data); t.addfile(ti, io.BytesIO(data))
+        elif kind == 'symlink':
+            ti.type = tarfile.SYMTYPE; ti.linkname = arg; t.addfile(ti)
+        elif kind == 'hardlink':
+            ti.type = tarfile.LNKTYPE; ti.linkname = arg; t.addfile(ti)
+        elif kind == 'dir':
+            ti.type = tarfile.DIRTYPE; ti.mode = 0o755; t.addfile(ti)
+sys.stdout.buffer.write(buf.getvalue())
+`;
+        const r = spawnSync('python3', ['-c', py, JSON.stringify(entries)]);
+        assert.equal(r.status, 0, String(r.stderr));
+        const layer = r.stdout;
+        const ld = sha256(layer);
+        fs.writeFileSync(path.join(layout, 'blobs', 'sha256', ld), layer);
+        const cfg = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [`sha256:${ld}`] } }));
+        const cd = sha256(cfg);
+        fs.writeFileSync(path.join(layout, 'blobs', 'sha256', cd), cfg);
+        const mf = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
+                config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${cd}`, size: cfg.length },
+                layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: `sha256:${ld}`, size: layer.length }] }));
+        const md = sha256(mf);
+        fs.writeFileSync(path.join(layout, 'blobs', 'sha256', md), mf);
+        fs.writeFileSync(path.join(layout, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+        fs.writeFileSync(path.join(layout, 'index.json'), JSON.stringify({ schemaVersion: 2,
+                manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: `sha256:${md}`, size: mf.length }] }));
+        const out = layout + '.tar';
+        tar(['-cf', out, '-C', layout, '.'], work);
+        return fs.readFileSync(out);
+}
+
+test('hostile images cannot write outside their layer', async (t) => {
+        const api = fx.scope(t);
+        const work = fs.mkdtempSync(path.join(os.tmpdir(), 'sbx-hostile-'));
+        const outside = fs.mkdtempSync(path.join(os.tmpdir(), 'sbx-outside-'));
+        t.after(() => {
+                fs.rmSync(work, { recursive: true, force: true });
+                fs.rmSync(outside, { recursive: true, force: true });
+        });
+        const victim = path.join(outside, 'victim');
+        fs.writeFileSync(victim, 'original\n');
+        const cases = [
+                ['dot-dot', [[`../../../../../../../..${outside}/escaped`, 'file', 'x']]],
+                ['symlink then write through it', [['l', 'symlink', outside], ['l/escaped', 'file', 'x']]],
+                ['symlink then overwrite a file through it', [['l', 'symlink', outside], ['l/victim', 'file', 'pwned']]],
+                ['hard link to a host file', [['h', 'hardlink', victim]]],
+                ['hard link through a symlink', [['l', 'symlink', outside], ['h', 'hardlink', 'l/victim']]],
+        ];
+        const before = (await api.request('GET', '/v1/layers')).json.count;
+        for (const [what, entries] of cases) {
+                const r = await api.request('POST', `/v1/templates/import?name=hostile-${rand(3)}`, hostileImage(work, entries),
+                        { raw: true, headers: { 'content-type': 'application/x-tar' } });
+                expectError(r, 400, 'invalid_image', undefined, what);
+                assert.deepEqual(fs.readdirSync(outside), ['victim'], `${what}: nothing appears outside`);
+                assert.equal(fs.readFileSync(victim, 'utf8'), 'original\n', `${what}: the host file is untouched`);
+                assert.equal(fs.statSync(victim).nlink, 1, `${what}: no hard link to the host file`);
+        }
+        await api.request('POST', '/v1/layers/gc');
+        assert.equal((await api.request('GET', '/v1/layers')).json.count, before);
+});
+
 test('GC removes only unreferenced layers; sandboxes keep theirs', { timeout: BUILD_TIMEOUT }, async (t) => {
         const api = fx.scope(t);
         const name = `t-gc-${rand(3)}`;

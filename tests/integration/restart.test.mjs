@@ -166,3 +166,33 @@ test('kill -9 during a burst of creates: recovery leaves only usable or failed s
         assert.deepEqual((await fx.api.listAll()).filter((s) => s.state !== 'deleted'), []);
         await assertNoLeaks(everyId, { daemonPid: fx.daemon.pid, dataDir: fx.dataDir });
 }));
+
+test('kill -9 sbxd during a template build: the build sandbox is removed at restart, the spec builds again', { timeout: 300_000 }, (t) => withDaemon(t, async (fx) => {
+        const name = `t-crash-${rand(3)}`;
+        const spec = { name, from: 'base', setup: ['sleep 600'] };
+        const r = await fx.api.request('POST', '/v1/templates', spec, { timeoutMs: 280_000 });
+        assert.equal(r.status, 202, describe(r));
+        // wait until the setup sandbox runs the long command
+        let buildId = null;
+        await waitFor(async () => {
+                const all = await fx.api.listAll();
+                buildId = all.find((s) => s.metadata?.['sbx.build'] === name && s.state === 'running')?.id ?? null;
+                return buildId !== null;
+        }, 250_000, { interval: 200, what: 'the setup sandbox of the build' });
+        await fx.daemon.kill9();
+        await fx.restart();
+        await waitFor(async () => !(await fx.api.listAll()).some((s) => s.id === buildId), 15_000,
+                { what: 'the interrupted build sandbox deleted at restart' });
+        expectError(await fx.api.request('GET', `/v1/templates/${name}/build`), 404, 'not_found');
+        expectError(await fx.api.create({ template: name }), 404, 'template_not_found');
+        // the same name builds again (its base is cached)
+        const again = await fx.api.request('POST', '/v1/templates', { ...spec, setup: ['echo rebuilt > /r'] });
+        assert.equal(again.status, 202, describe(again));
+        await waitFor(async () => (await fx.api.request('GET', `/v1/templates/${name}`)).json?.state === 'available', 60_000,
+                { what: 'rebuilt template' });
+        const sb = await fx.api.createOk({ template: name });
+        assert.equal(await fx.api.sh(sb.id, 'cat /r'), 'rebuilt\n');
+        await fx.api.del(sb.id);
+        await fx.api.request('DELETE', `/v1/templates/${name}`);
+        await assertNoLeaks([buildId], { daemonPid: fx.daemon.pid, dataDir: fx.daemon.dataDir });
+}));
