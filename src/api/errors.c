@@ -24,6 +24,7 @@ static const struct http_error_row error_table[] = {
         { -SBX_E_METHOD_NOT_ALLOWED, 405, "method_not_allowed", "method not allowed" },
         { -SBX_E_CONFLICT, 409, "conflict", "the current state does not allow this request" },
         { -SBX_E_TOO_LARGE, 413, "payload_too_large", "request body is too large" },
+        { -SBX_E_HEADERS_TOO_LARGE, 431, "headers_too_large", "request headers are too large" },
         { -SBX_E_LIMIT, 429, "limit_exceeded", "a limit was reached" },
         { -SBX_E_INTERNAL, 500, "internal", "internal error" },
         { -SBX_E_UNAVAILABLE, 503, "unavailable", "not available yet, retry later" },

@@ -769,6 +769,24 @@ static void upload_begin(struct http_request *req)
 }
 
 /* Decide what a request gets before any body byte is read: route, auth, declared size. */
+static enum MHD_Result header_bytes_cb(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+        size_t *n = cls;
+
+        *n += strlen(key) + (value ? strlen(value) : 0) + 4; /* "K: V\r\n" */
+        return MHD_YES;
+}
+
+/* Request line + headers as the client sent them (give or take whitespace). MHD's pool is larger
+ * than the limit (bigger IO buffers), so the limit is checked here. */
+static size_t header_bytes(const struct http_request *req, const char *method)
+{
+        size_t n = strlen(method ? method : "") + strlen(req->target) + sizeof " HTTP/1.1\r\n";
+
+        (void)MHD_get_connection_values(req->conn, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, header_bytes_cb, &n);
+        return n;
+}
+
 static void request_begin(struct http_request *req, const char *method)
 {
         struct http_server *srv = req->srv;
@@ -777,6 +795,11 @@ static void request_begin(struct http_request *req, const char *method)
 
         snprintf(req->method_str, sizeof req->method_str, "%s", method ?: "");
         req->method = http_method_from_string(method);
+        if (header_bytes(req, method) > SBX_MAX_HEADER_BYTES) {
+                (void)sbx_err_setr(&req->pre_err, -SBX_E_HEADERS_TOO_LARGE, "headers_too_large",
+                                   "request line and headers are larger than %d bytes", SBX_MAX_HEADER_BYTES);
+                return;
+        }
 
         r = router_match(srv->routes, srv->n_routes, req->method, req->target, &req->match, &req->pre_err);
         if (r >= 0 && req->match.route->auth) {
@@ -1125,7 +1148,7 @@ static int listener_start(struct http_server *srv, enum listener_kind kind, int 
         lst->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_access, lst,
                                     /* first, or MHD prints some messages itself */
                                     MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, lst, MHD_OPTION_LISTEN_SOCKET, fd,
-                                    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SBX_MAX_HEADER_BYTES,
+                                    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SBX_HTTP_POOL_BYTES,
                                     MHD_OPTION_CONNECTION_LIMIT, (unsigned)SBX_MAX_CONNECTIONS,
                                     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SBX_HTTP_CONNECTION_TIMEOUT_S,
                                     MHD_OPTION_NOTIFY_COMPLETED, on_completed, lst, MHD_OPTION_URI_LOG_CALLBACK, on_uri,

@@ -21,6 +21,7 @@ enum sbx_errc {
         SBX_E_UNAVAILABLE,          /* not ready yet (template building): 503 */
         SBX_E_INTERNAL,             /* 500 */
         SBX_E_METHOD_NOT_ALLOWED,   /* 405 */
+        SBX_E_HEADERS_TOO_LARGE,    /* request line + headers over SBX_MAX_HEADER_BYTES: 431 */
         SBX_E_MAX,
 };
 

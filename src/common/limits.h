@@ -6,7 +6,9 @@
 #pragma once
 
 /* HTTP */
-#define SBX_MAX_HEADER_BYTES (16 * 1024)           /* MHD per-connection pool: request line + headers */
+#define SBX_MAX_HEADER_BYTES (16 * 1024)           /* request line + headers (431 beyond; checked by server.c) */
+#define SBX_HTTP_POOL_BYTES (64 * 1024)            /* MHD per-connection pool: parsed headers + IO buffers (half
+                                                    * of it is the read buffer: bigger pieces of upload bodies) */
 #define SBX_MAX_JSON_BODY (1024 * 1024)            /* JSON request bodies; exec stdin travels here too */
 #define SBX_MAX_CONNECTIONS 10000                  /* below RLIMIT_NOFILE hard (20000) on these hosts */
 #define SBX_HTTP_CONNECTION_TIMEOUT_S 300          /* idle keep-alive connections are closed after this */

@@ -32,6 +32,7 @@ static const struct {
         { -SBX_E_UNAVAILABLE, 503, "unavailable" },
         { -SBX_E_INTERNAL, 500, "internal" },
         { -SBX_E_METHOD_NOT_ALLOWED, 405, "method_not_allowed" },
+        { -SBX_E_HEADERS_TOO_LARGE, 431, "headers_too_large" },
 };
 
 static bool snake_case(const char *s)
