@@ -12,6 +12,7 @@
 #include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <limits.h>
 #include <locale.h>
 #include <openssl/evp.h>
@@ -1108,12 +1109,14 @@ static int blob_verify(struct image_src *src, const struct layer_ref *lr, struct
         return 0;
 }
 
-static int layer_import(struct layer_store *ls, struct image_src *src, const struct layer_ref *lr,
-                        struct layer_info *ret, struct sbx_err *err)
+/* Unpack one layer into a new work dir (*tmp), or, when its blob is a layer we have, reuse that
+ * layer (*reused, *ret filled, held). */
+static int layer_prepare(struct layer_store *ls, struct image_src *src, const struct layer_ref *lr, char *tmp,
+                         size_t tmp_size, bool *reused, struct layer_info *ret, struct sbx_err *err)
 {
-        char tmp[PATH_MAX - 16]; /* room for "/root" */
         int r;
 
+        *reused = false;
         /* A blob whose digest is a layer we have is that layer's canonical stream (an uncompressed
          * tar of exactly that tree): check the bytes and reuse it instead of unpacking a copy. The
          * check matters: the declared digest alone must never grant a layer. */
@@ -1123,17 +1126,74 @@ static int layer_import(struct layer_store *ls, struct image_src *src, const str
                         r = layer_get(ls, lr->digest, ret, err);
                 if (r < 0)
                         layer_release(ls, lr->digest);
+                *reused = r >= 0;
                 return r;
         }
-
-        r = layer_tmp_new(ls, tmp, sizeof tmp, err);
+        r = layer_tmp_new(ls, tmp, tmp_size, err);
         if (r < 0)
                 return r;
         r = layer_fill(src, lr, tmp, err);
-        if (r >= 0)
-                r = layer_commit(ls, tmp, "import", ret, err);
         if (r < 0)
-                layer_discard(ls, tmp); /* a no-op if commit already removed it */
+                layer_discard(ls, tmp);
+        return r;
+}
+
+/* Committing a layer (hashing its tree) runs on a thread of its own while the next layer is
+ * unpacked: one reads files back and hashes, the other mostly creates them in the kernel. */
+struct committer {
+        pthread_t thread;
+        bool active;
+        struct layer_store *ls;
+        size_t index;
+        char tmp[PATH_MAX - 16];
+        int r;
+        struct layer_info info;
+        struct sbx_err err;
+};
+
+static void *commit_main(void *arg)
+{
+        struct committer *c = arg;
+
+        c->r = layer_commit(c->ls, c->tmp, "import", &c->info, &c->err);
+        if (c->r < 0)
+                layer_discard(c->ls, c->tmp); /* a no-op if commit already removed it */
+        return NULL;
+}
+
+/* Start committing tmp as layer index (synchronously if no thread can be made). */
+static void commit_start(struct committer *c, struct layer_store *ls, const char *tmp, size_t index)
+{
+        c->ls = ls;
+        c->index = index;
+        c->r = 0;
+        memset(&c->err, 0, sizeof c->err);
+        snprintf(c->tmp, sizeof c->tmp, "%s", tmp);
+        c->active = true;
+        if (pthread_create(&c->thread, NULL, commit_main, c) != 0) {
+                c->active = false;
+                (void)commit_main(c);
+        }
+}
+
+/* Wait for the commit in flight (if any) and record its layer in img (held). Returns its result
+ * (error in c->err), 0 if none was in flight. */
+static int commit_collect(struct committer *c, struct oci_image *img, bool *held)
+{
+        int r;
+
+        if (c->active) {
+                (void)pthread_join(c->thread, NULL);
+                c->active = false;
+        }
+        if (c->index == SIZE_MAX)
+                return 0;
+        r = c->r;
+        if (r >= 0) {
+                snprintf(img->layers[c->index], sizeof img->layers[0], "%s", c->info.digest);
+                held[c->index] = true;
+        }
+        c->index = SIZE_MAX;
         return r;
 }
 
@@ -1153,10 +1213,15 @@ int oci_import(struct layer_store *ls, const char *path, struct oci_image *ret,
         _cleanup_free_ struct oci_image *img = NULL;
         const struct tar_entry *te;
         locale_t utf8 = (locale_t)0, old_locale = (locale_t)0;
+        _cleanup_free_ struct committer *cm = calloc(1, sizeof *cm);
+        bool held[SBX_MAX_IMAGE_LAYERS] = { false };
         struct stat st;
         size_t done = 0;
-        int r;
+        int r, q;
 
+        if (!cm)
+                return sbx_err_set(err, -ENOMEM, "out of memory");
+        cm->index = SIZE_MAX;
         plan = calloc(1, sizeof *plan);
         img = calloc(1, sizeof *img);
         if (!plan || !img)
@@ -1189,15 +1254,40 @@ int oci_import(struct layer_store *ls, const char *path, struct oci_image *ret,
         if (r < 0)
                 goto out;
 
-        for (; done < plan->n_layers; done++) {
+        for (size_t i = 0; i < plan->n_layers; i++) {
+                char tmp[PATH_MAX - 16];
                 struct layer_info info;
+                bool reused = false, have_tmp;
 
-                r = layer_import(ls, &src, &plan->layers[done], &info, err);
-                if (r < 0)
+                r = layer_prepare(ls, &src, &plan->layers[i], tmp, sizeof tmp, &reused, &info, err);
+                have_tmp = r >= 0 && !reused;
+                if (r >= 0 && reused) {
+                        snprintf(img->layers[i], sizeof img->layers[i], "%s", info.digest);
+                        held[i] = true;
+                }
+                /* the previous layer's commit ran meanwhile */
+                q = commit_collect(cm, img, held);
+                if (q < 0 && r >= 0) {
+                        r = q;
+                        if (err)
+                                *err = cm->err;
+                }
+                if (r < 0) {
+                        if (have_tmp)
+                                layer_discard(ls, tmp);
                         goto out;
-                snprintf(img->layers[done], sizeof img->layers[done], "%s", info.digest);
+                }
+                if (have_tmp)
+                        commit_start(cm, ls, tmp, i);
+                done = i + 1;
                 if (progress)
-                        progress(done + 1, plan->n_layers, data);
+                        progress(done, plan->n_layers, data);
+        }
+        r = commit_collect(cm, img, held);
+        if (r < 0) {
+                if (err)
+                        *err = cm->err;
+                goto out;
         }
         img->n_layers = plan->n_layers;
         img->config = TAKE_PTR(plan->config);
@@ -1205,9 +1295,11 @@ int oci_import(struct layer_store *ls, const char *path, struct oci_image *ret,
         *ret = *img;
         r = 0;
 out:
+        (void)commit_collect(cm, img, held);
         if (r < 0)
-                for (size_t i = 0; i < done; i++)
-                        layer_release(ls, img->layers[i]);
+                for (size_t i = 0; i < SBX_MAX_IMAGE_LAYERS; i++)
+                        if (held[i])
+                                layer_release(ls, img->layers[i]);
         json_decref(plan->config);
         image_src_done(&src);
         if (old_locale != (locale_t)0)
