@@ -1,34 +1,39 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * Applies one image layer (a tar stream read through libarchive) into a fresh layer work tree
- * (oci-internal.h). Entries are written with archive_write_disk under names this file rewrites to
- * "<root>/<cleaned relative name>", so nothing depends on the process's working directory (the
- * daemon's threads share it) and ".." never reaches the disk; libarchive's SECURE_SYMLINKS check
- * refuses writing through a symlink made earlier in the layer. Whiteout entries are collected
- * and applied after the layer's other entries with openat chains that never follow a symlink.
- * Parents missing from the tar are made here (0755, mtime 0) so that importing the same image
- * twice gives the same tree. It never changes the working directory and does not log.
+ * (oci-internal.h). libarchive only reads; the entries are written here relative to directory
+ * fds: each entry's parent is opened with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | ...)
+ * from the layer root, so the kernel refuses any path that would leave the layer or go through a
+ * symlink (made earlier in the layer or not), and the final component is never followed
+ * (O_EXCL, O_NOFOLLOW, AT_SYMLINK_NOFOLLOW). Every mode is set explicitly with fchmod, so the
+ * process umask is neither read nor changed, and the working directory is never used (the
+ * daemon's threads share both). Whiteout entries are collected and applied after the layer's
+ * other entries; directory mtimes are set last. Parents missing from the tar are made here (0755,
+ * 0:0, mtime 0) so that importing the same image twice gives the same tree. It does not log.
  */
 #include "images/oci-internal.h"
 
 #include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <limits.h>
+#include <linux/openat2.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
 
-/* Entries in one layer tar (a full Debian tree has ~100k; the largest public images ~1M). */
+/* Entries in one layer tar (a full Debian tree has ~100k; the largest public images ~1M). The
+ * list of directory mtimes set at the end has at most one item per entry. */
 #define APPLY_MAX_ENTRIES (4U << 20)
 /* Whiteouts and opaque markers in one layer. */
 #define APPLY_MAX_WHITEOUTS (1U << 20)
@@ -43,12 +48,9 @@
 #define WHITEOUT_OPAQUE ".wh..wh..opq"
 #define OPAQUE_XATTR "user.overlay.opaque"
 
-/* archive_write_disk flags: owner, mode (suid too: we run as root), mtime; refuse writing
- * through symlinks and ".." (we reject ".." ourselves first). Overwriting stays allowed: a later
- * entry for the same name wins, as in docker. */
-#define APPLY_DISK_FLAGS                                                                                         \
-        (ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_SECURE_SYMLINKS | \
-         ARCHIVE_EXTRACT_SECURE_NODOTDOT)
+/* How every path below the layer root is resolved: no "..", no symlink, no magic link, no
+ * mount crossing. */
+#define APPLY_RESOLVE (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)
 
 struct whiteout {
         char *parent; /* relative, "" = root */
@@ -57,7 +59,7 @@ struct whiteout {
 
 struct dirset_slot {
         char *path;    /* NULL = free slot */
-        bool explicit; /* the tar listed it after we made it: libarchive owns its metadata */
+        bool explicit; /* the tar listed it after we made it: its entry sets its metadata */
 };
 
 /* Open-addressing set of the directories we made (paths relative to root). */
@@ -67,22 +69,27 @@ struct dirset {
         size_t n;
 };
 
+/* A directory entry's mtime, set once everything inside it is written. */
+struct dirtime {
+        char *path; /* relative to root */
+        struct timespec mtime;
+};
+
 struct apply {
-        const char *root; /* real path, no trailing '/' */
         size_t root_len;
         int rootfd; /* owned */
         const char *what;
         struct sbx_err *err;
-        struct archive *aw;  /* owned */
         struct whiteout *wh; /* owned */
         size_t n_wh, cap_wh;
+        struct dirtime *dt; /* owned */
+        size_t n_dt, cap_dt;
         struct dirset made;
-        bool have_parent_ok;
-        char parent_ok[PATH_MAX]; /* the last parent seen to be a directory */
+        int parentfd; /* owned: the last parent directory opened, or -EBADF */
+        size_t parent_len;
+        char parent[PATH_MAX]; /* its path relative to root (never "": that is rootfd) */
         char rel[PATH_MAX];
         char rel_link[PATH_MAX];
-        char full[PATH_MAX];
-        char full_link[PATH_MAX];
 };
 
 int oci__path_clean(const char *in, char *out, size_t size)
@@ -182,16 +189,18 @@ static void apply_free(struct apply *ap)
 {
         if (!ap)
                 return;
-        if (ap->aw)
-                archive_write_free(ap->aw); /* runs pending fixups only inside our root */
         for (size_t i = 0; i < ap->n_wh; i++) {
                 free(ap->wh[i].parent);
                 free(ap->wh[i].name);
         }
         free(ap->wh);
+        for (size_t i = 0; i < ap->n_dt; i++)
+                free(ap->dt[i].path);
+        free(ap->dt);
         for (size_t i = 0; i < ap->made.cap; i++)
                 free(ap->made.slots[i].path);
         free(ap->made.slots);
+        (void)safe_close(ap->parentfd);
         (void)safe_close(ap->rootfd);
         free(ap);
 }
@@ -232,7 +241,7 @@ static int sys_fail(struct apply *ap, int e, const char *fmt, ...)
         return sbx_err_set(ap->err, -e, "%s: %s: %s", ap->what, msg, strerror(e));
 }
 
-/* An error reported by libarchive (reader or disk writer) on entry `name`. */
+/* An error reported by the libarchive reader on entry `name`. */
 static int archive_fail(struct apply *ap, struct archive *a, const char *name)
 {
         int e = archive_errno(a);
@@ -243,21 +252,50 @@ static int archive_fail(struct apply *ap, struct archive *a, const char *name)
         return sbx_err_setr(ap->err, -SBX_E_INVALID, "invalid_image", "%s: entry '%s': %s", ap->what, name, s);
 }
 
-/* Open the directory rel ("" = root) one component at a time, never following a symlink. With
- * create, missing components are made (0755) and remembered. Returns an fd or -errno. */
-static int apply_open_dir(struct apply *ap, const char *rel, bool create)
+/* A failure of a system call on the current entry: the host's (-e, "cannot <op> '<entry>'") or
+ * the archive's (a name that cannot be made: invalid_image). */
+static int entry_fail(struct apply *ap, int e, const char *op)
+{
+        if (errno_is_host(e) || e == EPERM || e == EACCES)
+                return sys_fail(ap, e, "cannot %s '%s'", op, ap->rel);
+        return invalid(ap, "entry '%s': cannot %s: %s", ap->rel, op, strerror(e));
+}
+
+/* openat2(dirfd, rel) confined below dirfd without following any symlink. Returns an fd or
+ * -errno (ELOOP: a symlink on the way, EXDEV: it would leave dirfd or cross a mount). */
+static int open_beneath(int dirfd, const char *rel, uint64_t flags)
+{
+        struct open_how how = {
+                .flags = flags | O_CLOEXEC,
+                .resolve = APPLY_RESOLVE,
+        };
+        long fd;
+
+        for (int tries = 0;; tries++) {
+                fd = syscall(SYS_openat2, dirfd, rel, &how, sizeof how);
+                /* EAGAIN: a concurrent rename somewhere; nobody else writes here, but be safe */
+                if (fd >= 0 || errno != EAGAIN || tries >= 8)
+                        break;
+        }
+        return fd < 0 ? -errno : (int)fd;
+}
+
+/* Make the directories of rel ("" = root) that are missing, one component at a time, each
+ * opened again beneath its parent: 0755, 0:0 (not the group of a set-gid parent), remembered
+ * for apply_made_times. Returns an fd of rel or -errno. */
+static int apply_make_dirs(struct apply *ap, const char *rel)
 {
         _cleanup_close_ int fd = -EBADF;
         char comp[NAME_MAX + 1];
         const char *p = rel;
 
-        fd = openat(ap->rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        fd = open_beneath(ap->rootfd, ".", O_RDONLY | O_DIRECTORY);
         if (fd < 0)
-                return -errno;
+                return fd;
         while (*p) {
                 const char *s = p;
                 size_t len;
-                int nfd;
+                int nfd, r;
 
                 while (*p && *p != '/')
                         p++;
@@ -266,19 +304,23 @@ static int apply_open_dir(struct apply *ap, const char *rel, bool create)
                         return -ENAMETOOLONG;
                 memcpy(comp, s, len);
                 comp[len] = '\0';
-                nfd = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                if (nfd < 0 && errno == ENOENT && create) {
+                nfd = open_beneath(fd, comp, O_RDONLY | O_DIRECTORY);
+                if (nfd == -ENOENT) {
                         char prefix[PATH_MAX];
-                        int r;
 
                         if (mkdirat(fd, comp, 0755) < 0)
                                 return -errno;
-                        nfd = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        nfd = open_beneath(fd, comp, O_RDONLY | O_DIRECTORY);
                         if (nfd < 0)
-                                return -errno;
-                        /* exact mode whatever the umask (libarchive flips it while it works) */
-                        (void)fchmod(nfd, 0755);
-                        snprintf(prefix, sizeof prefix, "%.*s", (int)(p - rel), rel);
+                                return nfd;
+                        /* exact owner and mode whatever the umask and the parent's set-gid bit */
+                        if (fchown(nfd, 0, 0) < 0 || fchmod(nfd, 0755) < 0) {
+                                r = -errno;
+                                (void)close(nfd);
+                                return r;
+                        }
+                        memcpy(prefix, rel, (size_t)(p - rel));
+                        prefix[p - rel] = '\0';
                         r = dirset_add(&ap->made, prefix);
                         if (r < 0) {
                                 (void)close(nfd);
@@ -286,7 +328,7 @@ static int apply_open_dir(struct apply *ap, const char *rel, bool create)
                         }
                 }
                 if (nfd < 0)
-                        return -errno;
+                        return nfd;
                 (void)close(fd);
                 fd = nfd;
                 if (*p == '/')
@@ -295,54 +337,321 @@ static int apply_open_dir(struct apply *ap, const char *rel, bool create)
         return TAKE_FD(fd);
 }
 
+/* Open the directory rel ("" = root) beneath the root; with create, missing components are
+ * made. Returns an fd or -errno. */
+static int apply_open_dir(struct apply *ap, const char *rel, bool create)
+{
+        int fd = open_beneath(ap->rootfd, *rel ? rel : ".", O_RDONLY | O_DIRECTORY);
+
+        if (fd == -ENOENT && create)
+                return apply_make_dirs(ap, rel);
+        return fd;
+}
+
 static int open_dir_fail(struct apply *ap, int r, const char *rel)
 {
-        if (r == -ELOOP || r == -ENOTDIR || r == -ENAMETOOLONG || r == -E2BIG)
+        if (r == -ELOOP || r == -ENOTDIR || r == -EXDEV || r == -ENAMETOOLONG || r == -E2BIG)
                 return invalid(ap, "'%s' is not a directory inside the layer%s", rel,
                                r == -E2BIG ? " (too many implied directories)" : "");
         return sbx_err_set(ap->err, r, "%s: cannot open directory '%s': %s", ap->what, rel, strerror(-r));
 }
 
-/* Make sure the parent of the entry (rel[0..len)) exists as a real directory; make it if it is
- * missing (the tar need not list parents). */
-static int apply_ensure_parent(struct apply *ap, const char *rel, size_t len)
+static void apply_drop_parent(struct apply *ap)
 {
-        char parent[PATH_MAX];
-        struct stat st;
+        ap->parentfd = safe_close(ap->parentfd);
+        ap->parent_len = 0;
+}
+
+/* The directory ap->rel[0..len) as a borrowed fd (made if missing: the tar need not list
+ * parents), or a negative error with ap->err filled. Tars list a directory's entries together,
+ * so the last one is kept open. */
+static int apply_parent(struct apply *ap, size_t len)
+{
         int fd;
 
         if (len == 0)
+                return ap->rootfd;
+        if (ap->parentfd >= 0 && ap->parent_len == len && memcmp(ap->parent, ap->rel, len) == 0)
+                return ap->parentfd;
+        apply_drop_parent(ap);
+        memcpy(ap->parent, ap->rel, len);
+        ap->parent[len] = '\0';
+        fd = apply_open_dir(ap, ap->parent, true);
+        if (fd < 0)
+                return open_dir_fail(ap, fd, ap->parent);
+        ap->parentfd = fd;
+        ap->parent_len = len;
+        return fd;
+}
+
+/* The name base in dirfd is in the way of a new entry (a later entry for the same name wins):
+ * remove it, a directory only if it is empty. Returns 0 or -errno. */
+static int remove_existing(int dirfd, const char *base)
+{
+        if (unlinkat(dirfd, base, 0) == 0)
                 return 0;
-        if (ap->have_parent_ok && strlen(ap->parent_ok) == len && memcmp(ap->parent_ok, rel, len) == 0)
+        if (errno == EISDIR && unlinkat(dirfd, base, AT_REMOVEDIR) == 0)
                 return 0;
-        memcpy(parent, rel, len);
-        parent[len] = '\0';
-        if (fstatat(ap->rootfd, parent, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode)) {
-                fd = apply_open_dir(ap, parent, true);
-                if (fd < 0)
-                        return open_dir_fail(ap, fd, parent);
-                (void)close(fd);
-        }
-        memcpy(ap->parent_ok, parent, len + 1);
-        ap->have_parent_ok = true;
+        return -errno;
+}
+
+/* Remove what is in the way after an EEXIST, or fail for the entry. */
+static int apply_replace(struct apply *ap, int dirfd, const char *base)
+{
+        int r = remove_existing(dirfd, base);
+
+        if (r == -ENOTEMPTY || r == -EEXIST)
+                return invalid(ap, "entry '%s' would replace a directory that is not empty", ap->rel);
+        if (r < 0)
+                return entry_fail(ap, -r, "replace");
         return 0;
 }
 
-/* A hard link's target must be a non-directory already in this layer, reached without a symlink. */
-static int apply_check_link_target(struct apply *ap, const char *entry)
+struct meta {
+        uid_t uid;
+        gid_t gid;
+        mode_t perm;              /* mode & 07777 */
+        struct timespec times[2]; /* atime = mtime */
+};
+
+static void entry_meta(struct archive_entry *e, struct meta *m)
+{
+        la_int64_t uid = archive_entry_uid(e), gid = archive_entry_gid(e);
+        long nsec = archive_entry_mtime_nsec(e);
+
+        /* no name lookups: the ids are the layer's, never the host's */
+        m->uid = uid < 0 || uid >= APPLY_ID_RANGE ? APPLY_OVERFLOW_ID : (uid_t)uid;
+        m->gid = gid < 0 || gid >= APPLY_ID_RANGE ? APPLY_OVERFLOW_ID : (gid_t)gid;
+        m->perm = archive_entry_perm(e) & 07777;
+        m->times[1].tv_sec = archive_entry_mtime(e);
+        m->times[1].tv_nsec = nsec >= 0 && nsec < 1000000000L ? nsec : 0;
+        m->times[0] = m->times[1];
+}
+
+/* Owner, then mode (chown clears the set-id bits), then times, of an open file. */
+static int apply_meta_fd(struct apply *ap, int fd, const struct meta *m, bool times)
+{
+        if (fchown(fd, m->uid, m->gid) < 0)
+                return entry_fail(ap, errno, "set the owner of");
+        if (fchmod(fd, m->perm) < 0)
+                return entry_fail(ap, errno, "set the mode of");
+        if (times && futimens(fd, m->times) < 0)
+                return entry_fail(ap, errno, "set the times of");
+        return 0;
+}
+
+/* Write the entry's data into fd at the offsets the archive gives (holes of sparse files are
+ * skipped), then extend it to size. */
+static int apply_data(struct apply *ap, struct archive *in, int fd, la_int64_t size)
+{
+        la_int64_t end = 0;
+
+        for (;;) {
+                const void *buf;
+                const char *p;
+                size_t n;
+                la_int64_t off;
+                int r;
+
+                r = archive_read_data_block(in, &buf, &n, &off);
+                if (r == ARCHIVE_EOF)
+                        break;
+                if (r < ARCHIVE_WARN)
+                        return archive_fail(ap, in, ap->rel);
+                if (off < 0 || n > (size_t)(INT64_MAX - off))
+                        return invalid(ap, "entry '%s' has data at a bad offset", ap->rel);
+                for (p = buf; n > 0;) {
+                        ssize_t w = pwrite(fd, p, n, (off_t)off);
+
+                        if (w < 0 && errno == EINTR)
+                                continue;
+                        if (w <= 0)
+                                return sys_fail(ap, w < 0 ? errno : EIO, "cannot write '%s'", ap->rel);
+                        p += w;
+                        n -= (size_t)w;
+                        off += w;
+                }
+                if (off > end)
+                        end = off;
+        }
+        if (end < size && ftruncate(fd, (off_t)size) < 0)
+                return sys_fail(ap, errno, "cannot write '%s'", ap->rel);
+        return 0;
+}
+
+static int apply_file(struct apply *ap, struct archive *in, struct archive_entry *e, int dirfd, const char *base)
 {
         _cleanup_close_ int fd = -EBADF;
-        char parent[PATH_MAX];
-        const char *base = strrchr(ap->rel_link, '/');
-        struct stat st;
+        struct meta m;
+        int r;
 
-        snprintf(parent, sizeof parent, "%.*s", base ? (int)(base - ap->rel_link) : 0, ap->rel_link);
-        base = base ? base + 1 : ap->rel_link;
-        fd = apply_open_dir(ap, parent, false);
-        if (fd < 0 || fstatat(fd, base, &st, AT_SYMLINK_NOFOLLOW) < 0 || S_ISDIR(st.st_mode))
-                return invalid(ap, "hard link '%s' to '%s' does not name a file earlier in the layer", entry,
-                               ap->rel_link);
+        for (int tries = 0;; tries++) {
+                fd = openat(dirfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+                if (fd >= 0)
+                        break;
+                if (errno != EEXIST || tries > 0)
+                        return entry_fail(ap, errno, "create");
+                r = apply_replace(ap, dirfd, base);
+                if (r < 0)
+                        return r;
+        }
+        r = apply_data(ap, in, fd, archive_entry_size(e));
+        if (r < 0)
+                return r;
+        entry_meta(e, &m);
+        return apply_meta_fd(ap, fd, &m, true);
+}
+
+static int apply_dir(struct apply *ap, struct archive_entry *e, int dirfd, const char *base)
+{
+        _cleanup_close_ int fd = -EBADF;
+        struct dirtime *t;
+        struct meta m;
+        int r;
+
+        if (mkdirat(dirfd, base, 0700) < 0) {
+                struct stat st;
+
+                if (errno != EEXIST)
+                        return entry_fail(ap, errno, "make directory");
+                if (fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        return entry_fail(ap, errno, "stat");
+                if (!S_ISDIR(st.st_mode)) {
+                        r = apply_replace(ap, dirfd, base);
+                        if (r < 0)
+                                return r;
+                        if (mkdirat(dirfd, base, 0700) < 0)
+                                return entry_fail(ap, errno, "make directory");
+                }
+        }
+        fd = open_beneath(dirfd, base, O_RDONLY | O_DIRECTORY);
+        if (fd < 0)
+                return entry_fail(ap, -fd, "open directory");
+        entry_meta(e, &m);
+        r = apply_meta_fd(ap, fd, &m, false);
+        if (r < 0)
+                return r;
+
+        /* its mtime once everything inside it is written */
+        if (ap->n_dt == ap->cap_dt) {
+                size_t cap = ap->cap_dt ? ap->cap_dt * 2 : 64;
+                struct dirtime *dt = reallocarray(ap->dt, cap, sizeof *dt);
+
+                if (!dt)
+                        return sbx_err_set(ap->err, -ENOMEM, "out of memory");
+                ap->dt = dt;
+                ap->cap_dt = cap;
+        }
+        t = &ap->dt[ap->n_dt];
+        t->path = strdup(ap->rel);
+        if (!t->path)
+                return sbx_err_set(ap->err, -ENOMEM, "out of memory");
+        t->mtime = m.times[1];
+        ap->n_dt++;
+
+        /* the entries that follow are most likely inside it */
+        apply_drop_parent(ap);
+        ap->parent_len = strlen(ap->rel);
+        memcpy(ap->parent, ap->rel, ap->parent_len + 1);
+        ap->parentfd = TAKE_FD(fd);
         return 0;
+}
+
+static int apply_symlink(struct apply *ap, struct archive_entry *e, int dirfd, const char *base)
+{
+        const char *target = archive_entry_symlink(e);
+        struct meta m;
+        int r;
+
+        if (!target || !*target)
+                return invalid(ap, "symlink '%s' has no target", ap->rel);
+        /* the target is stored as it is and never resolved here */
+        for (int tries = 0;; tries++) {
+                if (symlinkat(target, dirfd, base) == 0)
+                        break;
+                if (errno != EEXIST || tries > 0)
+                        return entry_fail(ap, errno, "create symlink");
+                r = apply_replace(ap, dirfd, base);
+                if (r < 0)
+                        return r;
+        }
+        entry_meta(e, &m);
+        if (fchownat(dirfd, base, m.uid, m.gid, AT_SYMLINK_NOFOLLOW) < 0)
+                return entry_fail(ap, errno, "set the owner of");
+        if (utimensat(dirfd, base, m.times, AT_SYMLINK_NOFOLLOW) < 0)
+                return entry_fail(ap, errno, "set the times of");
+        return 0;
+}
+
+/* FIFOs and device nodes. */
+static int apply_node(struct apply *ap, struct archive_entry *e, mode_t type, int dirfd, const char *base)
+{
+        struct meta m;
+        int r;
+
+        for (int tries = 0;; tries++) {
+                if (mknodat(dirfd, base, type | 0600, archive_entry_rdev(e)) == 0)
+                        break;
+                if (errno != EEXIST || tries > 0)
+                        return entry_fail(ap, errno, "create");
+                r = apply_replace(ap, dirfd, base);
+                if (r < 0)
+                        return r;
+        }
+        entry_meta(e, &m);
+        if (fchownat(dirfd, base, m.uid, m.gid, AT_SYMLINK_NOFOLLOW) < 0)
+                return entry_fail(ap, errno, "set the owner of");
+        /* AT_SYMLINK_NOFOLLOW for chmod needs fchmodat2 (Linux 6.6) or /proc in glibc; without
+         * them, the node made just above is what the name holds */
+        if (fchmodat(dirfd, base, m.perm, AT_SYMLINK_NOFOLLOW) < 0 &&
+            ((errno != EOPNOTSUPP && errno != ENOSYS) || fchmodat(dirfd, base, m.perm, 0) < 0))
+                return entry_fail(ap, errno, "set the mode of");
+        if (utimensat(dirfd, base, m.times, AT_SYMLINK_NOFOLLOW) < 0)
+                return entry_fail(ap, errno, "set the times of");
+        return 0;
+}
+
+/* A hard link to ap->rel_link, which must be a non-directory already in this layer, reached
+ * without a symlink. pax lets a hard link carry the data of the file it links to. */
+static int apply_hardlink(struct apply *ap, struct archive *in, struct archive_entry *e, int dirfd, const char *base)
+{
+        _cleanup_close_ int target = -EBADF;
+        struct stat st;
+        int r;
+
+        target = open_beneath(ap->rootfd, ap->rel_link, O_PATH | O_NOFOLLOW);
+        if (target < 0 && errno_is_host(-target))
+                return sys_fail(ap, -target, "cannot open '%s'", ap->rel_link);
+        if (target < 0 || fstat(target, &st) < 0 || S_ISDIR(st.st_mode))
+                goto not_a_file;
+        for (int tries = 0;; tries++) {
+                if (linkat(target, "", dirfd, base, AT_EMPTY_PATH) == 0)
+                        break;
+                if (errno == ENOENT) /* it was the name replaced just below */
+                        goto not_a_file;
+                if (errno != EEXIST || tries > 0)
+                        return entry_fail(ap, errno, "link");
+                r = apply_replace(ap, dirfd, base);
+                if (r < 0)
+                        return r;
+        }
+        if (archive_entry_size(e) > 0) {
+                _cleanup_close_ int fd = -EBADF;
+                struct meta m;
+
+                fd = openat(dirfd, base, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
+                if (fd < 0)
+                        return entry_fail(ap, errno, "open");
+                r = apply_data(ap, in, fd, archive_entry_size(e));
+                if (r < 0)
+                        return r;
+                entry_meta(e, &m);
+                return apply_meta_fd(ap, fd, &m, true);
+        }
+        return 0;
+
+not_a_file:
+        return invalid(ap, "hard link '%s' to '%s' does not name a file earlier in the layer", ap->rel, ap->rel_link);
 }
 
 static int apply_note_whiteout(struct apply *ap, const char *base, size_t parent_len)
@@ -381,32 +690,6 @@ static int apply_note_whiteout(struct apply *ap, const char *base, size_t parent
         return 0;
 }
 
-static int apply_copy_data(struct apply *ap, struct archive *in, const char *name)
-{
-        for (;;) {
-                const void *buf;
-                size_t size;
-                la_int64_t off;
-                int r;
-
-                r = archive_read_data_block(in, &buf, &size, &off);
-                if (r == ARCHIVE_EOF)
-                        return 0;
-                if (r < ARCHIVE_WARN)
-                        return archive_fail(ap, in, name);
-                if (archive_write_data_block(ap->aw, buf, size, off) != ARCHIVE_OK)
-                        return archive_fail(ap, ap->aw, name);
-        }
-}
-
-/* out = root + "/" + rel; the caller checked that it fits in PATH_MAX. */
-static void join_root(const struct apply *ap, const char *rel, size_t len, char out[static PATH_MAX])
-{
-        memcpy(out, ap->root, ap->root_len);
-        out[ap->root_len] = '/';
-        memcpy(out + ap->root_len + 1, rel, len + 1);
-}
-
 static int apply_entry(struct apply *ap, struct archive *in, struct archive_entry *e)
 {
         const char *name = archive_entry_pathname(e);
@@ -414,13 +697,14 @@ static int apply_entry(struct apply *ap, struct archive *in, struct archive_entr
         mode_t type = archive_entry_filetype(e);
         const char *base;
         size_t len, parent_len;
-        int r, n;
+        int dirfd, n;
 
         if (!name)
                 return invalid(ap, "an entry has no name");
         n = oci__path_clean(name, ap->rel, sizeof ap->rel);
         if (n == -EINVAL)
                 return invalid(ap, "entry '%s' leaves the layer", name);
+        /* the root's length counted as before: the tree is also walked by absolute paths */
         if (n < 0 || ap->root_len + 1 + (size_t)n >= PATH_MAX)
                 return invalid(ap, "entry name '%.128s...' is too long", name);
         if (n == 0) {
@@ -449,50 +733,37 @@ static int apply_entry(struct apply *ap, struct archive *in, struct archive_entr
                         return invalid(ap, "hard link '%s' to '%s' leaves the layer", ap->rel, link);
                 if (ap->root_len + 1 + (size_t)n >= PATH_MAX)
                         return invalid(ap, "hard link target '%.128s...' is too long", link);
-                r = apply_check_link_target(ap, ap->rel);
-                if (r < 0)
-                        return r;
-                join_root(ap, ap->rel_link, (size_t)n, ap->full_link);
-                archive_entry_copy_hardlink(e, ap->full_link);
         }
-        if (archive_entry_uid(e) < 0 || archive_entry_uid(e) >= APPLY_ID_RANGE)
-                archive_entry_set_uid(e, APPLY_OVERFLOW_ID);
-        if (archive_entry_gid(e) < 0 || archive_entry_gid(e) >= APPLY_ID_RANGE)
-                archive_entry_set_gid(e, APPLY_OVERFLOW_ID);
-        /* no name lookups: the ids are the layer's, never the host's */
-        archive_entry_set_uname(e, NULL);
-        archive_entry_set_gname(e, NULL);
-
-        if (type == AE_IFDIR && ap->made.n > 0) {
+        if (type == AE_IFDIR && !link && ap->made.n > 0) {
                 struct dirset_slot *s = dirset_find(&ap->made, ap->rel);
 
                 if (s)
                         s->explicit = true;
         }
-        /* this entry may replace the directory we last checked (or one of its ancestors) */
-        if (ap->have_parent_ok && strncmp(ap->parent_ok, ap->rel, len) == 0 &&
-            (ap->parent_ok[len] == '\0' || ap->parent_ok[len] == '/'))
-                ap->have_parent_ok = false;
-        r = apply_ensure_parent(ap, ap->rel, parent_len);
-        if (r < 0)
-                return r;
+        /* this entry may replace the directory kept open (or one of its ancestors) */
+        if (ap->parentfd >= 0 && ap->parent_len >= len && memcmp(ap->parent, ap->rel, len) == 0 &&
+            (ap->parent[len] == '\0' || ap->parent[len] == '/'))
+                apply_drop_parent(ap);
+        dirfd = apply_parent(ap, parent_len);
+        if (dirfd < 0)
+                return dirfd;
 
-        /* An absolute name under root, shorter than PATH_MAX: libarchive never chdir()s for it
-         * (its deep-directory path changes the cwd of the whole process). */
-        join_root(ap, ap->rel, len, ap->full);
-        archive_entry_copy_pathname(e, ap->full);
-
-        if (archive_write_header(ap->aw, e) != ARCHIVE_OK)
-                return archive_fail(ap, ap->aw, ap->rel);
-        /* pax lets a hard link carry the data of the file it links to */
-        if ((type == AE_IFREG || link) && archive_entry_size(e) > 0) {
-                r = apply_copy_data(ap, in, ap->rel);
-                if (r < 0)
-                        return r;
+        if (link)
+                return apply_hardlink(ap, in, e, dirfd, base);
+        switch (type) {
+        case AE_IFREG:
+                return apply_file(ap, in, e, dirfd, base);
+        case AE_IFDIR:
+                return apply_dir(ap, e, dirfd, base);
+        case AE_IFLNK:
+                return apply_symlink(ap, e, dirfd, base);
+        case AE_IFIFO:
+                return apply_node(ap, e, S_IFIFO, dirfd, base);
+        case AE_IFCHR:
+                return apply_node(ap, e, S_IFCHR, dirfd, base);
+        default:
+                return apply_node(ap, e, S_IFBLK, dirfd, base);
         }
-        if (archive_write_finish_entry(ap->aw) != ARCHIVE_OK)
-                return archive_fail(ap, ap->aw, ap->rel);
-        return 0;
 }
 
 /* After the layer's entries: whiteouts (unless the layer also has the name) and opaque marks. */
@@ -517,6 +788,34 @@ static int apply_whiteouts(struct apply *ap)
                         return sys_fail(ap, errno, "cannot stat '%s/%s'", w->parent, w->name);
                 if (mknodat(fd, w->name, S_IFCHR | 0, makedev(0, 0)) < 0 && errno != EEXIST)
                         return sys_fail(ap, errno, "cannot make whiteout '%s/%s'", w->parent, w->name);
+                /* 0:0 even in a set-gid directory */
+                if (fchownat(fd, w->name, 0, 0, AT_SYMLINK_NOFOLLOW) < 0)
+                        return sys_fail(ap, errno, "cannot make whiteout '%s/%s'", w->parent, w->name);
+        }
+        return 0;
+}
+
+/* The listed directories' mtimes, after everything inside them (whiteouts too) was written; for
+ * a directory listed twice the later entry wins. */
+static int apply_dir_times(struct apply *ap)
+{
+        for (size_t i = 0; i < ap->n_dt; i++) {
+                const struct dirtime *t = &ap->dt[i];
+                const struct timespec times[2] = { t->mtime, t->mtime };
+                int fd;
+
+                fd = apply_open_dir(ap, t->path, false);
+                if (fd == -ENOENT || fd == -ENOTDIR || fd == -ELOOP)
+                        continue; /* replaced by a later entry */
+                if (fd < 0)
+                        return open_dir_fail(ap, fd, t->path);
+                if (futimens(fd, times) < 0) {
+                        int e = errno;
+
+                        (void)close(fd);
+                        return sys_fail(ap, e, "cannot set the times of '%s'", t->path);
+                }
+                (void)close(fd);
         }
         return 0;
 }
@@ -551,21 +850,13 @@ int oci__apply_layer(struct archive *in, const char *root, const char *what, str
         if (!ap)
                 return sbx_err_set(err, -ENOMEM, "out of memory");
         ap->rootfd = -EBADF;
-        ap->root = root;
+        ap->parentfd = -EBADF;
         ap->root_len = strlen(root);
         ap->what = what;
         ap->err = err;
         ap->rootfd = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (ap->rootfd < 0)
                 return sbx_err_set(err, -errno, "cannot open '%s': %s", root, strerror(errno));
-        /* NEEDSWORK: archive_write_header() flips the process umask to 0 and back to read it; other
-         * threads creating files in that window get no umask. Our own files use explicit modes. */
-        ap->aw = archive_write_disk_new();
-        if (!ap->aw)
-                return sbx_err_set(err, -ENOMEM, "out of memory");
-        if (archive_write_disk_set_options(ap->aw, APPLY_DISK_FLAGS) != ARCHIVE_OK)
-                return sbx_err_set(err, -SBX_E_INTERNAL, "cannot set extraction options: %s",
-                                   oci__archive_error(ap->aw));
 
         for (;;) {
                 struct archive_entry *e;
@@ -581,12 +872,13 @@ int oci__apply_layer(struct archive *in, const char *root, const char *what, str
                 if (r < 0)
                         return r;
         }
+        apply_drop_parent(ap);
         r = apply_whiteouts(ap);
         if (r < 0)
                 return r;
-        /* sets the listed directories' modes and mtimes, after everything inside them was made */
-        if (archive_write_close(ap->aw) != ARCHIVE_OK)
-                return archive_fail(ap, ap->aw, "(directories)");
+        r = apply_dir_times(ap);
+        if (r < 0)
+                return r;
         apply_made_times(ap);
         return 0;
 }

@@ -39,8 +39,10 @@ int oci__path_clean(const char *in, char *out, size_t size);
 
 /* Apply the tar archive `in` (opened by the caller, positioned before its first header) into
  * root, an empty directory given by its real path (no symlink in it), until the archive's end.
- * Entries stay confined to root; whiteouts become overlayfs whiteouts and opaque markers, device
- * nodes are skipped, ids >= 65536 become 65534. `what` names the layer in messages.
+ * Entries stay confined to root (written relative to fds opened with openat2, never through a
+ * symlink); whiteouts become overlayfs whiteouts and opaque markers, device nodes and FIFOs are
+ * kept, sockets skipped, ids >= 65536 become 65534. It changes neither the process umask nor the
+ * working directory, so other threads may run meanwhile. `what` names the layer in messages.
  * Returns 0, -SBX_E_INVALID (reason "invalid_image") for what the archive holds, or -errno for
  * the host's failures (ENOSPC, EIO, ...). Blocking. */
 int oci__apply_layer(struct archive *in, const char *root, const char *what, struct sbx_err *err);

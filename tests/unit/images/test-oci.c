@@ -4,8 +4,10 @@
  * Image tarballs are written here with libarchive in both forms (OCI layout, docker save) with
  * plain and gzip layers: whiteouts and opaque dirs, config fields, refs, digest checks, entries
  * that try to leave the layer (.., symlinks, hard links), too many layers, a truncated tarball,
- * and export -> import round trips. Needs root (chown, mknod); skipped otherwise. Every test works
- * in its own mkdtemp dir under /tmp and removes it.
+ * export -> import round trips, and each kind of entry as written (replaced names, directories
+ * listed after their children, set-id bits, sparse files, FIFOs and devices, hard and symlinks).
+ * Needs root (chown, mknod); skipped otherwise. Every test works in its own mkdtemp dir under /tmp
+ * and removes it.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -125,7 +127,7 @@ static void digest_of(const void *data, size_t len, char digest[SBX_LAYER_DIGEST
 }
 
 /* One entry of a test tar: 'f' file (arg = content), 'd' dir, 'l' symlink (arg = target),
- * 'h' hard link (arg = target), 'c' char device. */
+ * 'h' hard link (arg = target), 'c' char device (1, 3), 'p' fifo. */
 struct tent {
         const char *name;
         char type;
@@ -194,6 +196,9 @@ static void make_tar(const struct tent *es, size_t n, enum compression c, struct
                 case 'c':
                         archive_entry_set_filetype(e, AE_IFCHR);
                         archive_entry_set_rdev(e, makedev(1, 3));
+                        break;
+                case 'p':
+                        archive_entry_set_filetype(e, AE_IFIFO);
                         break;
                 default:
                         fail();
@@ -1198,6 +1203,320 @@ static void test_bad_metadata(void **state)
         mems_free(l, 1);
 }
 
+/* ---- entry kinds, written by oci-apply.c itself ---- */
+
+/* Import an OCI image of one plain layer made of es into img. */
+static void import_layer(struct fixture *f, const struct tent *es, size_t n, struct oci_image *img)
+{
+        struct sbx_err err = {};
+        struct mem l[1] = {};
+
+        make_tar(es, n, PLAIN, &l[0]);
+        make_oci(f->image, l, 1, CONFIG_JSON, NULL, 0);
+        if (oci_import(f->ls, f->image, img, NULL, NULL, &err) != 0)
+                fail_msg("%s", err.msg);
+        assert_int_equal(img->n_layers, 1);
+        mems_free(l, 1);
+}
+
+static void lstat_in(struct fixture *f, const struct oci_image *img, const char *rel, struct stat *st)
+{
+        char p[PATH_MAX];
+
+        layer_path(f, img->layers[0], rel, p, sizeof p);
+        if (lstat(p, st) < 0)
+                fail_msg("lstat '%s': %s", rel, strerror(errno));
+}
+
+/* The first bytes of a file of the layer, as a string. */
+static void read_in(struct fixture *f, const struct oci_image *img, const char *rel, char *buf, size_t size)
+{
+        char p[PATH_MAX];
+        ssize_t n;
+        int fd;
+
+        layer_path(f, img->layers[0], rel, p, sizeof p);
+        fd = open(p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        assert_true(fd >= 0);
+        n = read(fd, buf, size - 1);
+        assert_true(n >= 0);
+        buf[n] = '\0';
+        close(fd);
+}
+
+static void test_replace_entries(void **state)
+{
+        struct fixture *f = *state;
+        const struct tent es[] = {
+                { "f", 'f', "first\n", 0644, 0 },
+                { "f", 'f', "second, longer\n", 0600, 1000 }, /* a later entry for the same name wins */
+                { "g", 'f', "a file first\n", 0, 0 },
+                { "g/", 'd', NULL, 0750, 0 },
+                { "e/", 'd', NULL, 0, 0 },
+                { "e", 'f', "was an empty dir\n", 0, 0 },
+                { "s", 'l', f->outside, 0777, 0 },
+                { "s", 'f', "not through the symlink\n", 0, 0 },
+        };
+        struct oci_image img = {};
+        char buf[64], secret[128];
+        struct stat st;
+        int fd;
+
+        snprintf(secret, sizeof secret, "%s/secret", f->outside);
+        fd = open(secret, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        close(fd);
+        import_layer(f, es, ELEMENTSOF(es), &img);
+        read_in(f, &img, "f", buf, sizeof buf);
+        assert_string_equal(buf, "second, longer\n");
+        lstat_in(f, &img, "f", &st);
+        assert_int_equal(st.st_mode & 07777, 0600);
+        assert_int_equal(st.st_uid, 1000);
+        assert_int_equal(st.st_nlink, 1);
+        lstat_in(f, &img, "g", &st);
+        assert_true(S_ISDIR(st.st_mode));
+        assert_int_equal(st.st_mode & 07777, 0750);
+        lstat_in(f, &img, "e", &st);
+        assert_true(S_ISREG(st.st_mode));
+        read_in(f, &img, "s", buf, sizeof buf);
+        assert_string_equal(buf, "not through the symlink\n");
+        release_image(f, &img);
+        assert_nothing_escaped(f);
+
+        /* a directory that is not empty is not replaced */
+        {
+                const struct tent bad[] = { { "n/", 'd', NULL, 0, 0 },
+                                            { "n/x", 'f', "x\n", 0, 0 },
+                                            { "n", 'f', "y\n", 0, 0 } };
+                import_bad_layer(f, bad, ELEMENTSOF(bad), "'n'");
+        }
+        assert_clean_store(f);
+}
+
+static void test_dir_after_children(void **state)
+{
+        struct fixture *f = *state;
+        const struct tent es[] = {
+                { "d/sub/x", 'f', "x\n", 0, 0 }, /* d and d/sub made here */
+                { "d/", 'd', NULL, 0710, 1000 }, /* listed after its children */
+                { "d/y", 'f', "y\n", 0, 0 },     /* and one more child after it */
+        };
+        struct oci_image img = {}, again = {};
+        struct stat st;
+
+        import_layer(f, es, ELEMENTSOF(es), &img);
+        lstat_in(f, &img, "d", &st);
+        assert_int_equal(st.st_mtime, MTIME);
+        assert_int_equal(st.st_mode & 07777, 0710);
+        assert_int_equal(st.st_uid, 1000);
+        lstat_in(f, &img, "d/sub", &st); /* never listed: made 0755, 0:0, mtime 0 */
+        assert_int_equal(st.st_mtime, 0);
+        assert_int_equal(st.st_mode & 07777, 0755);
+        assert_int_equal(st.st_uid, 0);
+        lstat_in(f, &img, "d/y", &st);
+        assert_true(S_ISREG(st.st_mode));
+        import_layer(f, es, ELEMENTSOF(es), &again);
+        assert_string_equal(again.layers[0], img.layers[0]);
+        release_image(f, &again);
+        release_image(f, &img);
+        assert_clean_store(f);
+}
+
+static void test_setuid_kept(void **state)
+{
+        struct fixture *f = *state;
+        const struct tent es[] = {
+                { "su", 'f', "#!/bin/sh\n", 04755, 1000 },
+                { "sg", 'f', "#!/bin/sh\n", 02711, 1000 },
+                { "sgd/", 'd', NULL, 02775, 1000 },
+                { "sgd/in", 'f', "in\n", 0644, 0 },   /* not the group of its set-gid parent */
+                { "sgd/new/z", 'f', "z\n", 0644, 0 }, /* sgd/new made here: 0:0, 0755 */
+        };
+        struct oci_image img = {};
+        struct stat st;
+
+        import_layer(f, es, ELEMENTSOF(es), &img);
+        lstat_in(f, &img, "su", &st);
+        assert_int_equal(st.st_mode & 07777, 04755);
+        assert_int_equal(st.st_uid, 1000);
+        lstat_in(f, &img, "sg", &st);
+        assert_int_equal(st.st_mode & 07777, 02711);
+        assert_int_equal(st.st_gid, 1000);
+        lstat_in(f, &img, "sgd", &st);
+        assert_int_equal(st.st_mode & 07777, 02775);
+        lstat_in(f, &img, "sgd/in", &st);
+        assert_int_equal(st.st_gid, 0);
+        assert_int_equal(st.st_mode & 07777, 0644);
+        lstat_in(f, &img, "sgd/new", &st);
+        assert_int_equal(st.st_gid, 0);
+        assert_int_equal(st.st_mode & 07777, 0755);
+        lstat_in(f, &img, "sgd/new/z", &st);
+        assert_int_equal(st.st_gid, 0);
+        release_image(f, &img);
+        assert_clean_store(f);
+}
+
+static void test_sparse(void **state)
+{
+        enum {
+                SIZE = 1 << 20,
+                CHUNK = 4096,
+        };
+        struct fixture *f = *state;
+        struct oci_image img = {};
+        struct sbx_err err = {};
+        struct mem l[1] = {};
+        struct archive *a = archive_write_new();
+        struct archive_entry *e = archive_entry_new();
+        char *data = calloc(1, SIZE), p[PATH_MAX], buf[CHUNK];
+        struct stat st;
+        int fd;
+
+        assert_non_null(a);
+        assert_non_null(e);
+        assert_non_null(data);
+        /* the writer takes the whole file and keeps only the listed extents; a hole at the end */
+        memset(data + CHUNK, 'A', CHUNK);
+        memset(data + 16 * CHUNK, 'B', CHUNK);
+        assert_int_equal(archive_write_set_format_pax_restricted(a), ARCHIVE_OK);
+        assert_int_equal(archive_write_open(a, &l[0], NULL, mem_write_cb, NULL), ARCHIVE_OK);
+        archive_entry_set_pathname(e, "sparse");
+        archive_entry_set_filetype(e, AE_IFREG);
+        archive_entry_set_perm(e, 0640);
+        archive_entry_set_mtime(e, MTIME, 0);
+        archive_entry_set_size(e, SIZE);
+        archive_entry_sparse_add_entry(e, CHUNK, CHUNK);
+        archive_entry_sparse_add_entry(e, 16 * CHUNK, CHUNK);
+        assert_int_equal(archive_write_header(a, e), ARCHIVE_OK);
+        assert_int_equal(archive_write_data(a, data, SIZE), SIZE);
+        assert_int_equal(archive_write_close(a), ARCHIVE_OK);
+        archive_write_free(a);
+        archive_entry_free(e);
+        assert_true(l[0].n < SIZE / 4);
+
+        make_oci(f->image, l, 1, CONFIG_JSON, NULL, 0);
+        if (oci_import(f->ls, f->image, &img, NULL, NULL, &err) != 0)
+                fail_msg("%s", err.msg);
+        layer_path(f, img.layers[0], "sparse", p, sizeof p);
+        assert_int_equal(lstat(p, &st), 0);
+        assert_int_equal(st.st_size, SIZE);
+        assert_int_equal(st.st_mode & 07777, 0640);
+        assert_int_equal(st.st_mtime, MTIME);
+        assert_true(st.st_blocks * 512 < SIZE / 2); /* the holes stayed holes */
+        fd = open(p, O_RDONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        for (off_t off = 0; off < SIZE; off += CHUNK) {
+                assert_int_equal(pread(fd, buf, CHUNK, off), CHUNK);
+                assert_memory_equal(buf, data + off, CHUNK);
+        }
+        close(fd);
+        release_image(f, &img);
+        assert_clean_store(f);
+        mems_free(l, 1);
+        free(data);
+}
+
+static void test_fifo_and_devices(void **state)
+{
+        struct fixture *f = *state;
+        const struct tent es[] = {
+                { "dev/", 'd', NULL, 0, 0 },
+                { "dev/tty0", 'c', NULL, 0620, 5 },
+                { "run/p", 'p', NULL, 0640, 1000 },
+        };
+        struct oci_image img = {};
+        struct stat st;
+
+        import_layer(f, es, ELEMENTSOF(es), &img);
+        lstat_in(f, &img, "dev/tty0", &st);
+        assert_true(S_ISCHR(st.st_mode));
+        assert_int_equal(st.st_rdev, makedev(1, 3));
+        assert_int_equal(st.st_mode & 07777, 0620);
+        assert_int_equal(st.st_uid, 5);
+        assert_int_equal(st.st_mtime, MTIME);
+        lstat_in(f, &img, "run/p", &st);
+        assert_true(S_ISFIFO(st.st_mode));
+        assert_int_equal(st.st_mode & 07777, 0640);
+        assert_int_equal(st.st_uid, 1000);
+        assert_int_equal(st.st_gid, 1000);
+        assert_int_equal(st.st_mtime, MTIME);
+        release_image(f, &img);
+        assert_clean_store(f);
+}
+
+static void test_hard_link_earlier(void **state)
+{
+        struct fixture *f = *state;
+        const struct tent es[] = {
+                { "x/f", 'f', "data\n", 0640, 1000 },
+                { "y/", 'd', NULL, 0, 0 },
+                { "y/h", 'h', "x/f", 0, 0 },  /* in another directory */
+                { "./z", 'h', "/x/f", 0, 0 }, /* absolute: inside the layer */
+                { "s", 'l', "/nowhere", 0777, 0 },
+                { "hs", 'h', "s", 0, 0 }, /* to the symlink itself, not what it names */
+        };
+        struct oci_image img = {};
+        struct stat st, st2;
+        char buf[64];
+
+        import_layer(f, es, ELEMENTSOF(es), &img);
+        lstat_in(f, &img, "x/f", &st);
+        assert_int_equal(st.st_nlink, 3);
+        assert_int_equal(st.st_mode & 07777, 0640);
+        assert_int_equal(st.st_uid, 1000);
+        lstat_in(f, &img, "y/h", &st2);
+        assert_int_equal(st2.st_ino, st.st_ino);
+        lstat_in(f, &img, "z", &st2);
+        assert_int_equal(st2.st_ino, st.st_ino);
+        read_in(f, &img, "y/h", buf, sizeof buf);
+        assert_string_equal(buf, "data\n");
+        lstat_in(f, &img, "s", &st);
+        lstat_in(f, &img, "hs", &st2);
+        assert_true(S_ISLNK(st2.st_mode));
+        assert_int_equal(st2.st_ino, st.st_ino);
+        release_image(f, &img);
+        assert_clean_store(f);
+}
+
+static void test_absolute_symlink(void **state)
+{
+        struct fixture *f = *state;
+        const struct tent es[] = {
+                { "abs", 'l', f->outside, 0777, 1000 },
+                { "etc/pw", 'l', "/etc/passwd", 0777, 0 },
+                { "up", 'l', "../../../../OUTSIDE", 0777, 0 },
+        };
+        struct oci_image img = {};
+        struct stat before, after, st;
+        char p[PATH_MAX], buf[PATH_MAX];
+        ssize_t n;
+
+        assert_int_equal(chown(f->outside, 0, 0), 0);
+        assert_int_equal(utimensat(AT_FDCWD, f->outside, (struct timespec[]){ { 1, 0 }, { 1, 0 } }, 0), 0);
+        assert_int_equal(stat(f->outside, &before), 0);
+        import_layer(f, es, ELEMENTSOF(es), &img);
+        layer_path(f, img.layers[0], "abs", p, sizeof p);
+        n = readlink(p, buf, sizeof buf - 1);
+        assert_true(n > 0);
+        buf[n] = '\0';
+        assert_string_equal(buf, f->outside); /* stored as it is */
+        lstat_in(f, &img, "abs", &st);
+        assert_true(S_ISLNK(st.st_mode));
+        assert_int_equal(st.st_uid, 1000); /* the link's owner and times, not its target's */
+        assert_int_equal(st.st_mtime, MTIME);
+        layer_path(f, img.layers[0], "up", p, sizeof p);
+        n = readlink(p, buf, sizeof buf - 1);
+        assert_true(n > 0);
+        buf[n] = '\0';
+        assert_string_equal(buf, "../../../../OUTSIDE");
+        assert_int_equal(stat(f->outside, &after), 0);
+        assert_int_equal(after.st_uid, before.st_uid);
+        assert_int_equal(after.st_mtime, before.st_mtime);
+        assert_int_equal(after.st_mode, before.st_mode);
+        release_image(f, &img);
+        assert_clean_store(f);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -1212,6 +1531,13 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_export_failure, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bad_metadata, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_replace_entries, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_dir_after_children, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_setuid_kept, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_sparse, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_fifo_and_devices, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_hard_link_earlier, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_absolute_symlink, setup, teardown),
         };
 
         if (geteuid() != 0) {
