@@ -14,6 +14,10 @@
 #define SBX_HTTP_CONNECTION_TIMEOUT_S 300          /* idle keep-alive connections are closed after this */
 #define SBX_MAX_URL_BYTES 2048
 #define SBX_MAX_UPLOAD (64ULL << 30)               /* streamed upload bodies (image import), bytes */
+#define SBX_MAX_LAYER_BYTES (64ULL << 30)          /* apparent size of the files of one imported layer: bounds
+                                                    * decompression bombs and sparse giants (a commit reads
+                                                    * every byte back to hash it) */
+#define SBX_MIN_FREE_BYTES (1ULL << 30)            /* an import stops before the templates disk has less free */
 #define SBX_MAX_PATH_PARAMS 4
 
 /* Sandbox spec */

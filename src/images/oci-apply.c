@@ -25,12 +25,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/limits.h"
 
 /* Entries in one layer tar (a full Debian tree has ~100k; the largest public images ~1M). The
  * list of directory mtimes set at the end has at most one item per entry. */
@@ -75,7 +77,13 @@ struct dirtime {
         struct timespec mtime;
 };
 
+uint64_t oci__max_layer_bytes = SBX_MAX_LAYER_BYTES;
+uint64_t oci__min_free_bytes = SBX_MIN_FREE_BYTES;
+uint64_t oci__free_check_bytes = 64ULL << 20;
+
 struct apply {
+        uint64_t bytes;       /* apparent size of the files so far */
+        uint64_t unchecked;   /* bytes written since the last look at the free space */
         size_t root_len;
         int rootfd; /* owned */
         const char *what;
@@ -442,9 +450,42 @@ static int apply_meta_fd(struct apply *ap, int fd, const struct meta *m, bool ti
 
 /* Write the entry's data into fd at the offsets the archive gives (holes of sparse files are
  * skipped), then extend it to size. */
+/* Keep SBX_MIN_FREE_BYTES free on the templates disk: a layer that would eat into it fails with
+ * ENOSPC (and its work dir is removed) before sandboxes and builds on the same disk notice. */
+static int apply_check_space(struct apply *ap, size_t written)
+{
+        struct statvfs sv;
+
+        ap->unchecked += written;
+        if (ap->unchecked < oci__free_check_bytes)
+                return 0;
+        ap->unchecked = 0;
+        if (fstatvfs(ap->rootfd, &sv) < 0)
+                return 0; /* nothing to go by: the writes will say ENOSPC themselves */
+        if ((uint64_t)sv.f_bavail * sv.f_frsize < oci__min_free_bytes)
+                return sys_fail(ap, ENOSPC, "cannot unpack '%s': the templates disk is down to %llu MiB free",
+                                ap->rel, (unsigned long long)((uint64_t)sv.f_bavail * sv.f_frsize >> 20));
+        return 0;
+}
+
+/* Count an entry's apparent size against the layer's bound. */
+static int apply_count_bytes(struct apply *ap, la_int64_t size)
+{
+        if (size < 0 || (uint64_t)size > oci__max_layer_bytes - ap->bytes)
+                return invalid(ap, "the layer holds more than %llu bytes of files (at '%s')",
+                               (unsigned long long)oci__max_layer_bytes, ap->rel);
+        ap->bytes += (uint64_t)size;
+        return 0;
+}
+
 static int apply_data(struct apply *ap, struct archive *in, int fd, la_int64_t size)
 {
         la_int64_t end = 0;
+        int q;
+
+        q = apply_count_bytes(ap, size);
+        if (q < 0)
+                return q;
 
         for (;;) {
                 const void *buf;
@@ -470,6 +511,9 @@ static int apply_data(struct apply *ap, struct archive *in, int fd, la_int64_t s
                         p += w;
                         n -= (size_t)w;
                         off += w;
+                        q = apply_check_space(ap, (size_t)w);
+                        if (q < 0)
+                                return q;
                 }
                 if (off > end)
                         end = off;

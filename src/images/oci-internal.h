@@ -8,6 +8,7 @@
 
 #include <archive.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/err.h"
 
@@ -36,6 +37,11 @@ int oci__sha256_digest(const void *data, size_t len, char *digest);
  * components and trailing "/" dropped. Returns the length (0: the name is the root itself),
  * -EINVAL if a component is "..", -ENAMETOOLONG if the result does not fit in size bytes. */
 int oci__path_clean(const char *in, char *out, size_t size);
+
+/* Bounds of one layer's unpacking (tests lower them): apparent bytes of its files (default
+ * SBX_MAX_LAYER_BYTES: more is invalid_image), free bytes the disk must keep (SBX_MIN_FREE_BYTES:
+ * less is -ENOSPC), and how often that is checked (every 64 MiB written). */
+extern uint64_t oci__max_layer_bytes, oci__min_free_bytes, oci__free_check_bytes;
 
 /* Apply the tar archive `in` (opened by the caller, positioned before its first header) into
  * root, an empty directory given by its real path (no symlink in it), until the archive's end.

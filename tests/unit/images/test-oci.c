@@ -36,6 +36,7 @@
 #include "common/cleanup.h"
 #include "images/layer.h"
 #include "images/oci.h"
+#include "images/oci-internal.h"
 
 #define MTIME 1700000000
 
@@ -859,6 +860,50 @@ static void test_too_many_layers(void **state)
         free(l);
 }
 
+/* A layer whose files add up to more than the bound is refused; one that would eat into the free
+ * space the disk must keep stops with ENOSPC. Either way nothing is left behind. */
+static void test_size_bounds(void **state)
+{
+        struct fixture *f = *state;
+        char *big = malloc((1 << 20) + 2);
+        const struct tent es[] = {
+                { "small", 'f', "x", 0644, 0 },
+                { "big", 'f', big, 0644, 0 },
+        };
+        struct oci_image img = {};
+        struct sbx_err err = {};
+        struct mem l[1] = {};
+        uint64_t max = oci__max_layer_bytes, min_free = oci__min_free_bytes, every = oci__free_check_bytes;
+
+        assert_non_null(big);
+        memset(big, 'z', (1 << 20) + 1);
+        big[(1 << 20) + 1] = '\0';
+        make_tar(es, ELEMENTSOF(es), GZIP, &l[0]);
+        make_oci(f->image, l, 1, CONFIG_JSON, NULL, 0);
+
+        oci__max_layer_bytes = 1 << 20;
+        assert_int_equal(oci_import(f->ls, f->image, &img, NULL, NULL, &err), -SBX_E_INVALID);
+        assert_invalid(-SBX_E_INVALID, &err, "more than 1048576 bytes of files");
+        assert_clean_store(f);
+        oci__max_layer_bytes = max;
+
+        sbx_err_clear(&err);
+        oci__min_free_bytes = UINT64_MAX / 2; /* no disk has that much free */
+        oci__free_check_bytes = 4096;
+        assert_int_equal(oci_import(f->ls, f->image, &img, NULL, NULL, &err), -ENOSPC);
+        assert_non_null(strstr(err.msg, "MiB free"));
+        assert_clean_store(f);
+        oci__min_free_bytes = min_free;
+        oci__free_check_bytes = every;
+
+        /* with the defaults it imports */
+        sbx_err_clear(&err);
+        assert_int_equal(oci_import(f->ls, f->image, &img, NULL, NULL, &err), 0);
+        release_image(f, &img);
+        mems_free(l, 1);
+        free(big);
+}
+
 static void test_truncated(void **state)
 {
         enum {
@@ -1535,6 +1580,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_dir_after_children, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_setuid_kept, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_sparse, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_size_bounds, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_fifo_and_devices, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_hard_link_earlier, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_absolute_symlink, setup, teardown),
