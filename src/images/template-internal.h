@@ -4,8 +4,10 @@
 #pragma once
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "images/template.h"
 
@@ -24,6 +26,19 @@ struct ls_ref {
 void template__ls_unref(struct ls_ref *r);
 struct cbuild; /* template.c: a catalog template waiting for its layer */
 
+/* Parsed manifests, valid while the file's (dev, ino, mtime, size) match: a lookup on the create
+ * path costs one fstatat instead of a read and a parse. Publishing renames a new file into place,
+ * so a change is always a new inode, whoever wrote it. */
+#define MANIFEST_CACHE_SLOTS 64
+struct manifest_slot {
+        char name[SBX_MAX_TEMPLATE_NAME + 1]; /* "" = free */
+        dev_t dev;
+        ino_t ino;
+        struct timespec mtim;
+        off_t size;
+        json_t *json; /* owned; shared read-only with callers (they get references) */
+};
+
 struct template_store {
         uv_loop_t *loop;
         int dirfd;              /* owns: TEMPLATES_DIR */
@@ -38,6 +53,9 @@ struct template_store {
         char (*clast_error)[SBX_ERR_MSG_MAX];
         char (*clog)[BUILD_LOG_LINES * BUILD_LINE_MAX];
         char last_log[BUILD_LOG_LINES * BUILD_LINE_MAX]; /* output tail of the last failed Debian build */
+        pthread_mutex_t mlock; /* the manifest cache: lookups also run on worker threads (GC, import) */
+        struct manifest_slot mcache[MANIFEST_CACHE_SLOTS];
+        unsigned mnext;
 };
 
 /* mkdir + fix the mode; fails if path exists as something other than a directory. ret_fd optional. */

@@ -314,20 +314,40 @@ static int manifest_path(const char *name, char *buf, size_t size)
         return (size_t)snprintf(buf, size, "templates/%s.json", name) < size ? 0 : -ENAMETOOLONG;
 }
 
-/* The manifest of exactly name (no alias, no :latest), or NULL. */
+static bool slot_matches(const struct manifest_slot *sl, const char *name, const struct stat *st)
+{
+        return sl->json && strcmp(sl->name, name) == 0 && sl->dev == st->st_dev && sl->ino == st->st_ino &&
+               sl->size == st->st_size && sl->mtim.tv_sec == st->st_mtim.tv_sec &&
+               sl->mtim.tv_nsec == st->st_mtim.tv_nsec;
+}
+
+/* The manifest of exactly name (no alias, no :latest), or NULL: a new reference to a shared,
+ * read-only object (callers never modify manifests). */
 static json_t *manifest_read(struct template_store *ts, const char *name)
 {
         _cleanup_free_ char *buf = NULL;
         char path[SBX_MAX_TEMPLATE_NAME + 32];
-        json_t *j;
+        struct manifest_slot *sl;
+        struct stat st;
+        json_t *j = NULL;
         int n;
 
-        if (manifest_path(name, path, sizeof path) < 0)
+        if (manifest_path(name, path, sizeof path) < 0 ||
+            fstatat(ts->dirfd, path, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+            st.st_size <= 0 || st.st_size >= MANIFEST_MAX)
                 return NULL;
-        buf = malloc(MANIFEST_MAX);
+        pthread_mutex_lock(&ts->mlock);
+        for (size_t i = 0; i < MANIFEST_CACHE_SLOTS && !j; i++)
+                if (slot_matches(&ts->mcache[i], name, &st))
+                        j = json_incref(ts->mcache[i].json);
+        pthread_mutex_unlock(&ts->mlock);
+        if (j)
+                return j;
+
+        buf = malloc((size_t)st.st_size + 1);
         if (!buf)
                 return NULL;
-        n = read_file_at(ts->dirfd, path, buf, MANIFEST_MAX);
+        n = read_file_at(ts->dirfd, path, buf, (size_t)st.st_size + 1);
         if (n < 0)
                 return NULL;
         j = json_loads(buf, JSON_REJECT_DUPLICATES, NULL);
@@ -335,6 +355,25 @@ static json_t *manifest_read(struct template_store *ts, const char *name)
                 json_decref(j);
                 return NULL;
         }
+        if (!j)
+                return NULL;
+        /* remember it under the stat taken before the read: if the file was replaced meanwhile,
+         * the next lookup sees another inode and reads again */
+        pthread_mutex_lock(&ts->mlock);
+        sl = NULL;
+        for (size_t i = 0; i < MANIFEST_CACHE_SLOTS && !sl; i++)
+                if (strcmp(ts->mcache[i].name, name) == 0)
+                        sl = &ts->mcache[i];
+        if (!sl)
+                sl = &ts->mcache[ts->mnext++ % MANIFEST_CACHE_SLOTS];
+        json_decref(sl->json);
+        snprintf(sl->name, sizeof sl->name, "%s", name);
+        sl->dev = st.st_dev;
+        sl->ino = st.st_ino;
+        sl->mtim = st.st_mtim;
+        sl->size = st.st_size;
+        sl->json = json_incref(j);
+        pthread_mutex_unlock(&ts->mlock);
         return j;
 }
 
@@ -640,6 +679,7 @@ int template_store_open(const char *dir, uv_loop_t *loop, struct template_store 
         if (!ts)
                 return sbx_err_set(err, -ENOMEM, "out of memory");
         ts->loop = loop;
+        pthread_mutex_init(&ts->mlock, NULL);
         snprintf(ts->path, sizeof ts->path, "%s", real);
         ts->dirfd = open(ts->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (ts->dirfd < 0)
@@ -996,6 +1036,9 @@ void template_store_free(struct template_store *ts)
                 if (ts->cbuilds[i])
                         ts->cbuilds[i]->ts = NULL;
         template__debian_stop_all(ts); /* the catalog builds hear -ECANCELED through cbuild_done */
+        for (size_t i = 0; i < MANIFEST_CACHE_SLOTS; i++)
+                json_decref(ts->mcache[i].json);
+        pthread_mutex_destroy(&ts->mlock);
         (void)safe_close(ts->dirfd);
         free(ts->cbuilds);
         free(ts->cfailed);

@@ -676,6 +676,35 @@ static void test_publish(void **state)
         assert_string_equal(buf, "two");
         free(paths);
 
+        /* manifests are cached by inode: a republish, and a manifest replaced behind the store's
+         * back (another daemon, an admin), are both seen by the next lookup */
+        assert_int_equal(publish(f, "myapp", &l[2], 1, &err), 0);
+        assert_int_equal(template_lookup(f->ts, "myapp", &info, &err), 0);
+        assert_int_equal(info.n_layers, 1);
+        assert_string_equal(info.layers[0], l[2]);
+        {
+                char text[512];
+                int fd;
+
+                snprintf(text, sizeof text,
+                         "{\"name\":\"myapp\",\"layers\":[\"%s\",\"%s\"],\"source\":\"spec\",\"sizeBytes\":4096,"
+                         "\"createdAt\":\"2026-01-01T00:00:00.000Z\"}",
+                         l[0], l[1]);
+                path_in(f, "templates/myapp.json.new", p, sizeof p);
+                fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+                assert_true(fd >= 0);
+                assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+                close(fd);
+                {
+                        char to[PATH_MAX];
+                        path_in(f, "templates/myapp.json", to, sizeof to);
+                        assert_int_equal(rename(p, to), 0);
+                }
+        }
+        assert_int_equal(template_lookup(f->ts, "myapp", &info, &err), 0);
+        assert_int_equal(info.n_layers, 2);
+        assert_string_equal(info.layers[1], l[1]);
+
         /* "x" and "x:latest" are the same template */
         sbx_err_clear(&err);
         assert_int_equal(template_lookup(f->ts, "myapp:latest", &info, &err), 0);
