@@ -15,40 +15,10 @@
 #include <string.h>
 
 #include "common/limits.h"
+#include "fuzz-common.h"
 #include "core/build-spec.h"
 
-#define CHECK(x)                 \
-        do {                     \
-                if (!(x))        \
-                        abort(); \
-        } while (0)
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check_error(int r, const struct sbx_err *err)
-{
-        static const char *const reasons[] = { "unknown_field", "invalid_type",  "invalid_value",
-                                               "out_of_range",  "missing_field", NULL };
-        bool known = false;
-
-        CHECK(r < 0 && err->code == r && err->msg[0]);
-        if (r == -ENOMEM)
-                return;
-        CHECK(r == -SBX_E_INVALID);
-        for (const char *const *p = reasons; *p; p++)
-                known = known || strcmp(*p, err->reason) == 0;
-        CHECK(known);
-}
-
-static bool untouched(const void *p, size_t n)
-{
-        const unsigned char *b = p;
-
-        for (size_t i = 0; i < n; i++)
-                if (b[i] != 0xa5)
-                        return false;
-        return true;
-}
 
 static bool hex64(const char *s)
 {
@@ -107,8 +77,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memset(&s, 0xa5, sizeof s);
         r = build_spec_parse(body, &s, &err);
         if (r < 0) {
-                check_error(r, &err);
-                CHECK(untouched(&s, sizeof s));
+                fuzz_check_error(r, &err);
+                CHECK(fuzz_untouched(&s, sizeof s));
         } else {
                 CHECK(r == 0 && err.code == 0);
                 check_spec(&s);

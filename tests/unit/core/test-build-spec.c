@@ -29,81 +29,7 @@
 #include "images/template.h"
 #include "sandbox/spec.h"
 
-static long alloc_live;         /* blocks allocated through the wrappers and not yet freed */
-static long alloc_fail_at = -1; /* index of the allocation to fail after arming; -1 = never */
-static long alloc_count;
-static bool alloc_failed;
-
-static bool alloc_fail_now(void)
-{
-        if (alloc_fail_at >= 0 && alloc_count++ == alloc_fail_at) {
-                alloc_failed = true;
-                return true;
-        }
-        return false;
-}
-
-static void *t_malloc(size_t n)
-{
-        void *p = alloc_fail_now() ? NULL : malloc(n);
-
-        if (p)
-                alloc_live++;
-        return p;
-}
-
-static void *t_calloc(size_t n, size_t size)
-{
-        void *p = alloc_fail_now() ? NULL : calloc(n, size);
-
-        if (p)
-                alloc_live++;
-        return p;
-}
-
-static char *t_strdup(const char *s)
-{
-        char *p = alloc_fail_now() ? NULL : strdup(s);
-
-        if (p)
-                alloc_live++;
-        return p;
-}
-
-static int t_asprintf(char **ret, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int t_asprintf(char **ret, const char *fmt, ...)
-{
-        va_list ap;
-        int r;
-
-        if (alloc_fail_now())
-                return -1;
-        va_start(ap, fmt);
-        r = vasprintf(ret, fmt, ap);
-        va_end(ap);
-        if (r >= 0)
-                alloc_live++;
-        return r;
-}
-
-static void t_free(void *p)
-{
-        if (p)
-                alloc_live--;
-        free(p);
-}
-
-static void alloc_arm(long n)
-{
-        alloc_fail_at = n;
-        alloc_count = 0;
-        alloc_failed = false;
-}
-
-static void alloc_disarm(void)
-{
-        alloc_fail_at = -1;
-}
+#include "alloc-count.h"
 
 #define malloc(n) t_malloc(n)
 #define calloc(n, size) t_calloc(n, size)
@@ -138,16 +64,6 @@ static char *rep(char c, size_t n)
         memset(s, c, n);
         s[n] = '\0';
         return s;
-}
-
-static bool untouched(const void *p, size_t n)
-{
-        const unsigned char *b = p;
-
-        for (size_t i = 0; i < n; i++)
-                if (b[i] != 0xa5)
-                        return false;
-        return true;
 }
 
 static bool is_hex(const char *s, size_t n)

@@ -24,57 +24,7 @@
 #include "common/json.h"
 #include "common/limits.h"
 
-static long alloc_live;         /* blocks allocated through the wrappers and not yet freed */
-static long alloc_fail_at = -1; /* index of the allocation to fail after arming; -1 = never */
-static long alloc_count;
-static bool alloc_failed;
-
-static void *t_malloc(size_t n)
-{
-        void *p;
-
-        if (alloc_fail_at >= 0 && alloc_count++ == alloc_fail_at) {
-                alloc_failed = true;
-                return NULL;
-        }
-        p = malloc(n);
-        if (p)
-                alloc_live++;
-        return p;
-}
-
-static void *t_calloc(size_t n, size_t size)
-{
-        void *p;
-
-        if (alloc_fail_at >= 0 && alloc_count++ == alloc_fail_at) {
-                alloc_failed = true;
-                return NULL;
-        }
-        p = calloc(n, size);
-        if (p)
-                alloc_live++;
-        return p;
-}
-
-static void t_free(void *p)
-{
-        if (p)
-                alloc_live--;
-        free(p);
-}
-
-static void alloc_arm(long n)
-{
-        alloc_fail_at = n;
-        alloc_count = 0;
-        alloc_failed = false;
-}
-
-static void alloc_disarm(void)
-{
-        alloc_fail_at = -1;
-}
+#include "alloc-count.h"
 
 #define malloc(n) t_malloc(n)
 #define calloc(n, size) t_calloc(n, size)
@@ -105,16 +55,6 @@ static char *rep(char c, size_t n)
         memset(s, c, n);
         s[n] = '\0';
         return s;
-}
-
-static bool untouched(const void *p, size_t n)
-{
-        const unsigned char *b = p;
-
-        for (size_t i = 0; i < n; i++)
-                if (b[i] != 0xa5)
-                        return false;
-        return true;
 }
 
 static void sandbox_ok_json(const json_t *body, struct sandbox_spec *s)
