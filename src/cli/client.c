@@ -14,6 +14,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "output.h"
+
 #define NDJSON_TYPE "application/x-ndjson"
 #define SSE_TYPE "text/event-stream"
 
@@ -62,22 +64,6 @@ static void buf_release(struct buf *b)
 {
         free(b->data);
         *b = (struct buf){ .max = b->max };
-}
-
-static int write_all(int fd, const char *p, size_t n)
-{
-        while (n > 0) {
-                ssize_t k = write(fd, p, n);
-
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                p += k;
-                n -= (size_t)k;
-        }
-        return 0;
 }
 
 enum transfer_mode {
@@ -301,7 +287,7 @@ static size_t write_cb(char *p, size_t size, size_t nmemb, void *userdata)
         } else if (t->mode == TRANSFER_SSE) {
                 r = transfer_sse(t, p, n);
         } else if (t->mode == TRANSFER_FILE) {
-                r = write_all(t->out_fd, p, n);
+                r = output_write_all(t->out_fd, p, n);
                 if (r < 0)
                         r = cli_err_set(t->err, r, "cannot write %s: %s", t->out_name, strerror(-r));
                 else

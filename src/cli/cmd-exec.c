@@ -30,22 +30,6 @@ struct exec_result {
         bool truncated;
 };
 
-static int write_all(int fd, const char *p, size_t n)
-{
-        while (n > 0) {
-                ssize_t k = write(fd, p, n);
-
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                p += k;
-                n -= (size_t)k;
-        }
-        return 0;
-}
-
 /* Read all of stdin into a JSON string; at most SBX_CLI_MAX_STDIN bytes of UTF-8. */
 static int read_stdin(json_t **ret, struct cli_err *err)
 {
@@ -98,7 +82,7 @@ static int write_data(int fd, const json_t *data, struct cli_err *err)
 
         if (!json_is_string(data))
                 return cli_err_set(err, -CLI_E_PROTOCOL, "the server sent output that is not a string");
-        r = write_all(fd, json_string_value(data), json_string_length(data));
+        r = output_write_all(fd, json_string_value(data), json_string_length(data));
         if (r < 0)
                 return cli_err_set(err, r, "cannot write the command's %s: %s",
                                    fd == STDOUT_FILENO ? "stdout" : "stderr", strerror(-r));

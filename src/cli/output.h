@@ -7,6 +7,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <stddef.h>
 
 /* v as one line of compact JSON on stdout (the --json form). Returns 0 or -EIO. */
 int output_json(const json_t *v);
@@ -18,6 +19,9 @@ void output_line(const char *s);
 /* A table with the header ID NAME STATE TEMPLATE CREATED and one row per Sandbox object of the
  * array; missing or null fields print as "-". */
 void output_sandbox_table(const json_t *sandboxes);
+
+/* All of p (n bytes) to fd, retrying short writes and EINTR. Returns 0 or -errno. */
+int output_write_all(int fd, const char *p, size_t n);
 
 /* "sbx: <formatted message>" and a newline on stderr, control characters replaced. */
 void output_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
