@@ -37,6 +37,12 @@ int parse_u64_prefix(const char *s, uint64_t *ret);
 
 /* Write all of buf to fd, retrying on EINTR. Returns 0 or -errno. */
 int write_all(int fd, const void *buf, size_t len);
+struct msghdr;
+/* Take the SCM_RIGHTS fds a recvmsg() delivered into fds[0..max), closing any beyond max; returns
+ * how many were taken. *ret_bad is set if a control message of another kind came along (its fds,
+ * if any, are lost: the caller treats the message as hostile and drops the connection). */
+size_t cmsg_take_fds(struct msghdr *mh, int *fds, size_t max, bool *ret_bad);
+
 /* mkdir -p: every missing parent of path with mode parent_mode, path itself with mode (EEXIST is
  * fine; an existing directory's mode is left alone). Returns 0 or -errno. */
 int mkdir_p(const char *path, mode_t parent_mode, mode_t mode);

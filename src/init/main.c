@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/util.h"
 #include "init-internal.h"
 
 #define EPOLL_BATCH 16
@@ -332,21 +333,7 @@ static void conn_read(struct init_server *s, unsigned i)
                         conn_close(s, i);
                 return;
         }
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(0)) {
-                        bad = true;
-                        continue;
-                }
-                size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                for (size_t j = 0; j < k; j++) {
-                        int f;
-                        memcpy(&f, CMSG_DATA(c) + j * sizeof(int), sizeof f);
-                        if (n_fds < ELEMENTSOF(fds))
-                                fds[n_fds++] = f;
-                        else
-                                (void)safe_close(f);
-                }
-        }
+        n_fds = (unsigned)cmsg_take_fds(&mh, fds, ELEMENTSOF(fds), &bad);
         /* n == 0 is EOF (a zero-length packet is not a request either) */
         if (n == 0 || bad || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
                 close_fds(fds, n_fds);

@@ -23,6 +23,7 @@
 
 #include "common/cleanup.h"
 #include "common/limits.h"
+#include "common/util.h"
 
 static_assert(sizeof(struct init_msg) + sizeof(struct init_spawn) + SBX_MAX_ARG_BYTES + SBX_MAX_CWD + 1 <=
                       SBX_INIT_MAX_MSG,
@@ -401,21 +402,7 @@ int init_client_recv(int fd, struct init_client_msg *ret)
         if (n < 0)
                 return -errno;
 
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(0)) {
-                        bad = true;
-                        continue;
-                }
-                size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                for (size_t i = 0; i < k; i++) {
-                        int f;
-                        memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
-                        if (n_fds < ELEMENTSOF(fds))
-                                fds[n_fds++] = f;
-                        else
-                                (void)safe_close(f);
-                }
-        }
+        n_fds = (unsigned)cmsg_take_fds(&mh, fds, ELEMENTSOF(fds), &bad);
         if (n == 0 && n_fds == 0 && !bad)
                 return -ECONNRESET;
         if (bad || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || n_fds > SBX_INIT_MAX_FDS) {
