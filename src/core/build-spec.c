@@ -28,45 +28,6 @@ static const char *const spec_fields[] = { "name",  "description", "from",   "ba
                                            "files", "env",         "workdir", "user", "cmd",      "entrypoint",
                                            "labels", "setup",      "setupTimeout", NULL };
 
-/* "/a//b/./c" -> "/a/b/c"; refuses relative paths, "..", NUL (strings from jansson have none
- * unless the JSON had \u0000: checked by the caller with the length) and, unless allow_root (a
- * directory such as the workdir), the empty result "/". */
-static int path_normalise(const char *in, bool allow_root, char *out, size_t size)
-{
-        size_t n = 0;
-        const char *p = in;
-
-        if (in[0] != '/')
-                return -EINVAL;
-        while (*p) {
-                const char *seg;
-                size_t len;
-
-                while (*p == '/')
-                        p++;
-                seg = p;
-                while (*p && *p != '/')
-                        p++;
-                len = (size_t)(p - seg);
-                if (len == 0 || (len == 1 && seg[0] == '.'))
-                        continue;
-                if (len == 2 && seg[0] == '.' && seg[1] == '.')
-                        return -EINVAL;
-                if (n + 1 + len + 1 > size)
-                        return -ENAMETOOLONG;
-                out[n++] = '/';
-                memcpy(out + n, seg, len);
-                n += len;
-        }
-        if (n == 0) {
-                if (!allow_root)
-                        return -EINVAL; /* "/" itself is not a file */
-                out[n++] = '/';
-        }
-        out[n] = '\0';
-        return 0;
-}
-
 /* A JSON string without NUL (jansson keeps "\u0000" when loaded with JSON_ALLOW_NUL; the C copies
  * of these fields would silently be cut short there). */
 static bool string_clean(const json_t *v)
@@ -178,7 +139,8 @@ static int parse_files(json_t *v, struct build_spec *s, struct sbx_err *err)
                         return sbx_err_setr(err, -SBX_E_INVALID, "missing_field", "'files[%zu].path' is required", i);
                 if (!json_is_string(path) || strlen(json_string_value(path)) != json_string_length(path) ||
                     json_string_length(path) > MAX_FILE_PATH ||
-                    path_normalise(json_string_value(path), false, norm, sizeof norm) < 0)
+                    spec_path_normalize("path", json_string_value(path), norm, sizeof norm, NULL) < 0 ||
+                    strcmp(norm, "/") == 0) /* "/" itself is not a file */
                         return sbx_err_setr(err, -SBX_E_INVALID, "invalid_value",
                                             "'files[%zu].path' must be an absolute path without '..' (got '%.128s')", i,
                                             json_string_value(path) ?: "");
@@ -271,7 +233,7 @@ static int parse_config(json_t *j, struct build_spec *s, struct sbx_err *err)
         if (v) {
                 char norm[SBX_MAX_CWD];
 
-                if (!string_clean(v) || path_normalise(json_string_value(v), true, norm, sizeof norm) < 0)
+                if (!string_clean(v) || spec_path_normalize("workdir", json_string_value(v), norm, sizeof norm, NULL) < 0)
                         return bad(err, "invalid_value", "'%s' must be an absolute path without '..'", "workdir");
                 json_object_set_new(s->config, "workdir", json_string(norm));
         }

@@ -186,8 +186,6 @@ static int env_parse(const json_t *obj, char ***ret_env, size_t *ret_n, size_t *
         return 0;
 }
 
-static int path_normalize(const char *field, const char *in, char *out, size_t size, struct sbx_err *err);
-
 int sandbox_spec_parse(const json_t *body, struct sandbox_spec *ret, struct sbx_err *err)
 {
         static const char *const fields[] = { "template", "name",    "env",     "metadata",
@@ -241,7 +239,7 @@ int sandbox_spec_parse(const json_t *body, struct sandbox_spec *ret, struct sbx_
         if (r < 0)
                 return r;
         if (r > 0) {
-                r = path_normalize("workdir", str, s.workdir, sizeof s.workdir, err);
+                r = spec_path_normalize("workdir", str, s.workdir, sizeof s.workdir, err);
                 if (r < 0)
                         return r;
         }
@@ -352,11 +350,13 @@ json_t *sandbox_spec_to_json(const struct sandbox_spec *s)
 
 /* An absolute path without ".." -> out, with "//" and "/./" collapsed and no trailing "/" (except "/").
  * The result is never longer than the input, so out needs only strlen(in) + 1 bytes. */
-static int path_normalize(const char *field, const char *in, char *out, size_t size, struct sbx_err *err)
+int spec_path_normalize(const char *field, const char *in, char *out, size_t size, struct sbx_err *err)
 {
         size_t o = 0;
 
-        assert(strlen(in) < size);
+        if (strlen(in) >= size)
+                return sbx_err_setr(err, -SBX_E_INVALID, "invalid_value", "'%s' is longer than %zu bytes", field,
+                                    size - 1);
         if (in[0] != '/')
                 return sbx_err_setr(err, -SBX_E_INVALID, "invalid_value", "'%s' must be an absolute path", field);
 
@@ -496,7 +496,7 @@ int exec_spec_parse(const json_t *body, struct exec_spec *ret, struct sbx_err *e
         if (r < 0)
                 return r;
         if (r > 0) {
-                r = path_normalize("cwd", str, s.cwd, sizeof s.cwd, err);
+                r = spec_path_normalize("cwd", str, s.cwd, sizeof s.cwd, err);
                 if (r < 0)
                         return r;
                 s.cwd_given = true;

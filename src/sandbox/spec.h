@@ -54,5 +54,10 @@ struct exec_spec {
 int exec_spec_parse(const json_t *body, struct exec_spec *ret, struct sbx_err *err);
 void exec_spec_release(struct exec_spec *s);
 
+/* An absolute path with "//" and "/./" collapsed and no trailing '/' ("/" stays "/") into out;
+ * ".." is refused, not resolved (lexical ".." is wrong across symlinks). -SBX_E_INVALID
+ * (invalid_value, naming field) if in is relative, has "..", or does not fit in size bytes. */
+int spec_path_normalize(const char *field, const char *in, char *out, size_t size, struct sbx_err *err);
+
 /* True if s is a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*, <= SBX_MAX_ENV_KEY). */
 bool env_name_valid(const char *s);
