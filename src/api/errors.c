@@ -28,6 +28,9 @@ static const struct http_error_row error_table[] = {
         { -SBX_E_LIMIT, 429, "limit_exceeded", "a limit was reached" },
         { -SBX_E_INTERNAL, 500, "internal", "internal error" },
         { -SBX_E_UNAVAILABLE, 503, "unavailable", "not available yet, retry later" },
+        /* a full data disk is the operator's to fix, not a bug: say so, keep the message */
+        { -ENOSPC, 503, "insufficient_storage", "no space left on the data disk" },
+        { -EDQUOT, 503, "insufficient_storage", "disk quota exceeded on the data disk" },
         /* errno values are internal failures; listed so the table documents them explicitly */
         { -ENOMEM, 500, "internal", "internal error" },
         { -EIO, 500, "internal", "internal error" },

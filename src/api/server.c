@@ -740,12 +740,10 @@ static bool body_declared(const struct http_request *req, uint64_t *ret)
 static void upload_fail(struct http_request *req, int code, const char *what)
 {
         if (code == -ENOSPC || code == -EDQUOT) {
-                /* errors.c has no row for ENOSPC (it would be a 500 "internal"): a full data disk
-                 * is an operator's problem the client should hear about, and may retry later */
+                /* errors.c makes it 503 insufficient_storage: the client hears about it and may retry */
                 log_warn("http: %s %s: cannot %s the upload file: %s", req->method_str, req->target, what,
                          strerror(-code));
-                (void)sbx_err_setr(&req->pre_err, -SBX_E_UNAVAILABLE, "insufficient_storage",
-                                   "no space left on the data disk");
+                (void)sbx_err_set(&req->pre_err, code, "no space left on the data disk");
         } else
                 (void)sbx_err_set(&req->pre_err, code, "cannot %s the upload file: %s", what, strerror(-code));
 }

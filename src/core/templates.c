@@ -353,11 +353,6 @@ static void import_work(uv_work_t *w)
 
         snprintf(path, sizeof path, "/proc/self/fd/%d", j->fd);
         j->r = oci_import(ls, path, &j->img, NULL, NULL, &j->err);
-        if (j->r == -ENOSPC || j->r == -EDQUOT) {
-                /* 503 with the reason, not a 500: the client can free space and retry */
-                j->r = j->err.code = -SBX_E_UNAVAILABLE;
-                snprintf(j->err.reason, sizeof j->err.reason, "insufficient_storage");
-        }
         if (j->r < 0) {
                 /* the file is the client's upload: say so instead of naming our fd */
                 char *p = strstr(j->err.msg, path);

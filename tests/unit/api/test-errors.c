@@ -78,6 +78,17 @@ static void test_errno_and_unknown(void **state)
         }
 }
 
+/* A full data disk is not an internal error: 503 with its own code, for every caller. */
+static void test_disk_full(void **state)
+{
+        static const int codes[] = { -ENOSPC, -EDQUOT };
+
+        for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+                assert_int_equal(http_error_status(codes[i]), 503);
+                assert_string_equal(http_error_reason(codes[i]), "insufficient_storage");
+        }
+}
+
 static void check_body(const struct sbx_err *err, const char *code, const char *message)
 {
         json_t *b = http_error_body(err);
@@ -142,6 +153,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_every_code_mapped),
                 cmocka_unit_test(test_errno_and_unknown),
+                cmocka_unit_test(test_disk_full),
                 cmocka_unit_test(test_body),
                 cmocka_unit_test(test_body_utf8),
         };
