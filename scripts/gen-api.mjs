@@ -146,7 +146,7 @@ function checkSchema(schema, limits) {
   for (const r of schema.routes) {
     const id = `${r.method} ${r.path}`;
     if (!METHODS.includes(r.method)) problem(`${id}: unknown method`);
-    if (!/^\/[A-Za-z0-9._\-/{}]*$/.test(r.path) || r.path.includes('//')) problem(`${id}: malformed path`);
+    if (!/^\/[A-Za-z0-9._\-/{}*]*$/.test(r.path) || r.path.includes('//')) problem(`${id}: malformed path`);
     if (seen.has(id)) problem(`${id}: route listed twice`);
     seen.add(id);
     if (!/^[a-z_][a-z0-9_]*$/.test(r.handler)) problem(`${id}: handler '${r.handler}' is not a C identifier`);
@@ -156,10 +156,11 @@ function checkSchema(schema, limits) {
     if (r.upload !== undefined && typeof r.upload !== 'boolean') problem(`${id}: upload must be true or false`);
     if (r.upload && r.request) problem(`${id}: an upload route has no JSON request body`);
     if (/\*\//.test(r.summary ?? '') || !r.summary) problem(`${id}: summary must be set and must not contain '*/'`);
-    const params = [...r.path.matchAll(/\{([^}]*)\}/g)].map((m) => m[1]);
+    const params = [...r.path.matchAll(/\{([^}*]*)\*?\}/g)].map((m) => m[1]);
     if (params.length > maxParams) problem(`${id}: ${params.length} path parameters, SBX_MAX_PATH_PARAMS is ${maxParams}`);
     for (const seg of r.path.split('/').slice(1))
-      if (seg.includes('{') && !/^\{[a-z][A-Za-z0-9]*\}$/.test(seg)) problem(`${id}: parameter segment '${seg}' must be exactly {name}`);
+      if (seg.includes('{') && !/^\{[a-z][A-Za-z0-9]*\*?\}$/.test(seg)) problem(`${id}: parameter segment '${seg}' must be exactly {name} (or {name*}, the rest of the path, last)`);
+    if (/\*\}./.test(r.path)) problem(`${id}: a {name*} parameter must be the last segment`);
     const declared = Object.keys(r.params ?? {});
     if (declared.join() !== params.join()) problem(`${id}: params [${declared}] do not match the path's [${params}]`);
     for (const code of r.errors ?? []) if (!errorCodes.has(code)) problem(`${id}: unknown error code '${code}'`);
@@ -170,7 +171,7 @@ function checkSchema(schema, limits) {
   }
   for (const [name, t] of Object.entries(schema.types))
     walkFields(name, t.fields, (where, _n, f) => {
-      if (f.type === 'array' && typeof f.items === 'string' && !['string', 'integer', 'number', 'boolean'].includes(f.items) && !schema.types[f.items])
+      if (f.type === 'array' && typeof f.items === 'string' && !['string', 'integer', 'number', 'boolean', 'object'].includes(f.items) && !schema.types[f.items])
         problem(`${where}: unknown item type '${f.items}'`);
     });
   for (const l of schema.limits) {

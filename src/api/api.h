@@ -13,6 +13,10 @@ struct api_context {
         const char *upload_dir;      /* O_TMPFILE files for uploads and exports (on the templates disk) */
 };
 
+/* The server's upload_open (api/v1/files.c): PUT .../files/{path*} streams into the sandbox's file,
+ * every other upload route into an O_TMPFILE in upload_dir. */
+int v1_upload_open(struct http_request *req, int *ret_fd, uint64_t *ret_max, struct sbx_err *err);
+
 static inline struct api_context *api_ctx(const struct http_request *req)
 {
         return http_request_app(req);

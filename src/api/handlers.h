@@ -26,6 +26,34 @@ void v1_sandbox_stop(struct http_request *req);
 void v1_sandbox_start(struct http_request *req);
 /* POST /v1/sandboxes/{id}/exec: Run a command in a sandbox */
 void v1_sandbox_exec(struct http_request *req);
+/* GET /v1/sandboxes/{id}/files/{path*}: Read a file */
+void v1_file_get(struct http_request *req);
+/* PUT /v1/sandboxes/{id}/files/{path*}: Write a file (body streamed to a file) */
+void v1_file_put(struct http_request *req);
+/* GET /v1/sandboxes/{id}/fs: Stat, test or list paths */
+void v1_fs_get(struct http_request *req);
+/* POST /v1/sandboxes/{id}/fs: Change the filesystem */
+void v1_fs_post(struct http_request *req);
+/* POST /v1/sandboxes/{id}/fs/search: Search file contents */
+void v1_fs_search(struct http_request *req);
+/* POST /v1/sandboxes/{id}/fs/replace: Replace text in files */
+void v1_fs_replace(struct http_request *req);
+/* POST /v1/sandboxes/{id}/fs/batch: Write and delete many files */
+void v1_fs_batch(struct http_request *req);
+/* GET /v1/sandboxes/{id}/archive: Download a directory as tar.gz */
+void v1_archive_get(struct http_request *req);
+/* PUT /v1/sandboxes/{id}/archive: Upload and extract a tar(.gz) (body streamed to a file) */
+void v1_archive_put(struct http_request *req);
+/* POST /v1/sandboxes/{id}/watchers: Watch a directory */
+void v1_watcher_create(struct http_request *req);
+/* GET /v1/sandboxes/{id}/watchers: List watchers */
+void v1_watcher_list(struct http_request *req);
+/* GET /v1/sandboxes/{id}/watchers/{wid}: Get a watcher */
+void v1_watcher_get(struct http_request *req);
+/* DELETE /v1/sandboxes/{id}/watchers/{wid}: Delete a watcher */
+void v1_watcher_delete(struct http_request *req);
+/* GET /v1/sandboxes/{id}/watchers/{wid}/events: Follow a watcher (SSE or WebSocket) */
+void v1_watcher_events(struct http_request *req);
 /* GET /v1/templates: List templates */
 void v1_template_list(struct http_request *req);
 /* POST /v1/templates: Build a template from a spec */

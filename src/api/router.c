@@ -7,7 +7,7 @@
 
 #include <string.h>
 
-#define ROUTER_MAX_SEGMENTS 64 /* more segments than any route has: cannot match, 404 */
+#define ROUTER_MAX_SEGMENTS (SBX_MAX_FILE_PATH / 2 + 16) /* a file path's components after a {path*} */
 
 static const char *const method_names[HTTP_METHOD_MAX] = {
         [HTTP_GET] = "GET",     [HTTP_HEAD] = "HEAD",     [HTTP_POST] = "POST",       [HTTP_PUT] = "PUT",
@@ -75,6 +75,12 @@ static int decode_segment(const char *raw, size_t len, char *out, struct sbx_err
         return (int)n;
 }
 
+/* "{name*}": matches one or more segments, the rest of the path (only as the last segment) */
+static bool is_rest_param(const char *seg, size_t len)
+{
+        return len >= 4 && seg[0] == '{' && seg[len - 2] == '*' && seg[len - 1] == '}';
+}
+
 static bool is_param(const char *seg, size_t len)
 {
         return len >= 3 && seg[0] == '{' && seg[len - 1] == '}';
@@ -99,6 +105,17 @@ static bool pattern_matches(const char *pattern, char *const *segs, size_t n_seg
 
                 if (i >= n_segs)
                         return false;
+                if (is_rest_param(seg, len) && seg[len] == '\0') {
+                        /* "{name*}" last: the rest of the path, its segments joined by '/' (they
+                         * sit NUL-separated, one after the other, in ret->buf) */
+                        if (n_params >= SBX_MAX_PATH_PARAMS)
+                                return false;
+                        if (fill) {
+                                ret->params[n_params] = segs[i];
+                                ret->n_params = n_params + 1;
+                        }
+                        return true;
+                }
                 if (is_param(seg, len)) {
                         if (segs[i][0] == '\0' || n_params >= SBX_MAX_PATH_PARAMS)
                                 return false;
@@ -116,6 +133,22 @@ static bool pattern_matches(const char *pattern, char *const *segs, size_t n_seg
         if (fill)
                 ret->n_params = n_params;
         return true;
+}
+
+/* After the match: a "{name*}" parameter gets its segments joined with '/' (they sit NUL-separated,
+ * one after the other, in ret->buf). */
+static void join_rest(const char *pattern, char *const *segs, size_t n_segs)
+{
+        const char *last = strrchr(pattern, '/');
+        size_t i = 0;
+
+        if (!last || !is_rest_param(last + 1, strlen(last + 1)))
+                return;
+        for (const char *p = pattern; p < last; p++)
+                if (*p == '/')
+                        i++;
+        for (size_t k = i + 1; k < n_segs; k++)
+                segs[k][-1] = '/';
 }
 
 int router_match(const struct route *routes, size_t n_routes, enum http_method method, const char *target,
@@ -174,8 +207,10 @@ int router_match(const struct route *routes, size_t n_routes, enum http_method m
                         ret->route = r;
                 }
         }
-        if (ret->route)
+        if (ret->route) {
+                join_rest(ret->route->pattern, segs, n_segs);
                 return 0;
+        }
         if (path_found)
                 return sbx_err_setr(err, -SBX_E_METHOD_NOT_ALLOWED, "method_not_allowed",
                                     "method '%s' is not allowed on this path", http_method_to_string(method) ?: "?");

@@ -5,10 +5,10 @@
  * runs on readiness and a uv timer re-armed from MHD_get_timeout after every run covers work MHD
  * already has in hand (resumed connections, timeouts). This file owns request bookkeeping, body
  * collection (in memory, or into an O_TMPFILE file for upload routes), routing/auth dispatch, reply
- * storage, streams and Server-Sent Events streams; the SSE wire format is sse.c and the listening
- * sockets and upload directory are opened by listen.c (both private, server-internal.h). It holds
- * no API logic (that is api/v1/) and never frees an MHD connection (MHD does, after
- * NOTIFY_COMPLETED).
+ * storage, streams, Server-Sent Events streams and 101 upgrades (the socket is lent to ws.c); the
+ * SSE wire format is sse.c and the listening sockets and upload directory are opened by listen.c
+ * (both private, server-internal.h). It holds no API logic (that is api/v1/) and never frees an
+ * MHD connection (MHD does, after NOTIFY_COMPLETED).
  * Invariants are written down in docs/internals/api.md.
  */
 #include "server.h"
@@ -45,6 +45,7 @@
 #define HTTP_STREAM_BLOCK 4096             /* MHD callback-response block (unused for chunked) */
 #define HTTP_MAX_TIMER_MS (3600ULL * 1000) /* cap for MHD_get_timeout values */
 #define HTTP_METHOD_BYTES 16
+#define HTTP_MAX_REPLY_HEADERS 8
 
 enum listener_kind {
         LISTENER_TCP,
@@ -71,6 +72,7 @@ struct http_server {
         size_t n_routes;
         int upload_dirfd;    /* owned: O_PATH fd of cfg->upload_dir; -EBADF if uploads are off */
         uint64_t max_upload; /* 0: upload routes answer 413 */
+        http_upload_open_fn upload_open;
         char *unix_path;     /* to unlink at stop, if it is still our socket */
         dev_t unix_dev;
         ino_t unix_ino;
@@ -119,6 +121,7 @@ struct http_request {
         bool upload;           /* the route streams its body to upload_fd */
         int upload_fd;         /* owned: the O_TMPFILE body file; -EBADF when closed or none */
         uint64_t upload_size;  /* bytes written to upload_fd */
+        uint64_t upload_max;   /* limit for this body: max_upload, or what upload_open said */
         uint64_t body_dropped; /* upload routes: bytes read and thrown away */
 
         struct MHD_Response *response; /* reply made but not yet queued */
@@ -137,6 +140,17 @@ struct http_request {
 
         bool has_stream;
         struct http_stream stream;
+
+        char *hdrs[HTTP_MAX_REPLY_HEADERS][2]; /* http_reply_header(): added to the reply */
+        unsigned n_hdrs;
+        void *app_data;
+
+        bool http11; /* the request line said HTTP/1.1 (only such requests can be upgraded) */
+        /* http_reply_upgrade(): called once the 101 is out; urh is MHD's handle from then until
+         * http_upgrade_close() or the end of the request */
+        void (*upgrade_cb)(void *cls, int sock, void *urh, const char *extra, size_t extra_len);
+        void *upgrade_cls;
+        struct MHD_UpgradeResponseHandle *urh;
 };
 
 static void server_finish_stop(struct http_server *srv);
@@ -159,6 +173,10 @@ static void request_free(struct http_request *req)
         free(req->body);
         free(req->target);
         req->upload_fd = safe_close(req->upload_fd);
+        for (unsigned i = 0; i < req->n_hdrs; i++) {
+                free(req->hdrs[i][0]);
+                free(req->hdrs[i][1]);
+        }
         free(req);
 }
 
@@ -242,6 +260,10 @@ static enum MHD_Result request_queue(struct http_request *req)
  */
 static void request_set_response(struct http_request *req, unsigned status, struct MHD_Response *resp, bool keep_app)
 {
+        /* the handler's extra headers go on success replies only (an error has its own) */
+        for (unsigned i = 0; status < 400 && i < req->n_hdrs; i++)
+                if (MHD_add_response_header(resp, req->hdrs[i][0], req->hdrs[i][1]) != MHD_YES)
+                        log_warn("http: cannot add header '%s' to the reply", req->hdrs[i][0]);
         if (req->mhd_done) {
                 /* client gone (zombie request): nobody to send it to */
                 MHD_destroy_response(resp);
@@ -395,6 +417,124 @@ void http_reply_errorf(struct http_request *req, int code, const char *reason, c
         vsnprintf(err.msg, sizeof err.msg, fmt, ap);
         va_end(ap);
         http_reply_error(req, &err);
+}
+
+int http_reply_header(struct http_request *req, const char *name, const char *value)
+{
+        char *n, *v;
+
+        if (!req || req->replied || req->n_hdrs == HTTP_MAX_REPLY_HEADERS)
+                return -E2BIG;
+        n = strdup(name);
+        v = strdup(value);
+        if (!n || !v) {
+                free(n);
+                free(v);
+                return -ENOMEM;
+        }
+        req->hdrs[req->n_hdrs][0] = n;
+        req->hdrs[req->n_hdrs][1] = v;
+        req->n_hdrs++;
+        return 0;
+}
+
+void http_reply_fd(struct http_request *req, unsigned status, const char *content_type, int fd, uint64_t offset,
+                   uint64_t len)
+{
+        struct MHD_Response *resp;
+
+        if (!reply_allowed(req)) {
+                safe_close(fd);
+                return;
+        }
+        /* MHD sends it with sendfile(2) on plain sockets and closes fd with the response */
+        resp = MHD_create_response_from_fd_at_offset64(len, fd, offset);
+        if (!resp) {
+                safe_close(fd);
+                return reply_oom(req);
+        }
+        if (content_type && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) != MHD_YES) {
+                MHD_destroy_response(resp);
+                return reply_oom(req);
+        }
+        request_set_response(req, status, resp, false);
+}
+
+void http_request_set_data(struct http_request *req, void *data)
+{
+        req->app_data = data;
+}
+
+void *http_request_data(const struct http_request *req)
+{
+        return req->app_data;
+}
+
+uv_loop_t *http_request_loop(const struct http_request *req)
+{
+        return req->srv->loop;
+}
+
+/* --- protocol upgrade --- */
+
+/* MHD_UpgradeHandler: the 101 is out and MHD has suspended the connection for good (it is resumed
+ * only to be cleaned up, by http_upgrade_close or MHD_stop_daemon). cls is the request. */
+static void on_mhd_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls, const char *extra, size_t extra_len,
+                           MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
+{
+        struct http_request *req = cls;
+
+        req->urh = urh;
+        req->upgrade_cb(req->upgrade_cls, sock, req, extra, extra_len);
+}
+
+int http_reply_upgrade(struct http_request *req, const char *const (*hdrs)[2],
+                       void (*on_upgraded)(void *cls, int sock, void *urh, const char *extra, size_t extra_len),
+                       void *cls)
+{
+        struct MHD_Response *resp;
+        bool has_upgrade = false;
+
+        if (!req || req->replied)
+                return -EALREADY;
+        if (req->mhd_done)
+                return -EPIPE;
+        /* MHD_queue_response() refuses a 101 on anything else and the connection would just drop */
+        if (!req->http11)
+                return -EPROTO;
+        for (const char *const (*h)[2] = hdrs; h && h[0][0]; h++)
+                if (strcasecmp(h[0][0], MHD_HTTP_HEADER_UPGRADE) == 0)
+                        has_upgrade = true;
+        if (!has_upgrade || !on_upgraded)
+                return -EINVAL;
+        /* libmicrohttpd 0.9.75 adds "Connection: Upgrade" here and requires it to queue a 101 */
+        resp = MHD_create_response_for_upgrade(on_mhd_upgrade, req);
+        if (!resp)
+                return -ENOMEM;
+        for (; hdrs[0][0]; hdrs++)
+                if (MHD_add_response_header(resp, hdrs[0][0], hdrs[0][1]) != MHD_YES) {
+                        MHD_destroy_response(resp);
+                        return -ENOMEM;
+                }
+        req->upgrade_cb = on_upgraded;
+        req->upgrade_cls = cls;
+        /* The application is done with req as an HTTP request; MHD completes it (and on_close
+         * runs) only after http_upgrade_close() or when the server stops. */
+        request_set_response(req, 101, resp, false);
+        return 0;
+}
+
+void http_upgrade_close(void *urh)
+{
+        struct http_request *req = urh;
+
+        if (!req || !req->urh)
+                return;
+        /* Only marks the connection for cleanup: in external-poll mode nothing wakes MHD (as with
+         * MHD_resume_connection), so run it now; that run closes the socket and completes the
+         * request. */
+        (void)MHD_upgrade_action(TAKE_PTR(req->urh), MHD_UPGRADE_ACTION_CLOSE);
+        listener_kick(req->lst);
 }
 
 /* --- streams --- */
@@ -626,6 +766,23 @@ const char *http_request_query(const struct http_request *req, const char *key)
         return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
 }
 
+const char *http_request_query_n(const struct http_request *req, const char *key, size_t *ret_len)
+{
+        const char *v = NULL;
+        size_t n = 0;
+
+        if (!req->conn || !key ||
+            MHD_lookup_connection_value_n(req->conn, MHD_GET_ARGUMENT_KIND, key, strlen(key), &v, &n) != MHD_YES)
+                return NULL;
+        *ret_len = v ? n : 0;
+        return v ?: "";
+}
+
+http_handler_fn http_request_handler(const struct http_request *req)
+{
+        return req->match.route ? req->match.route->handler : NULL;
+}
+
 const char *http_request_header(const struct http_request *req, const char *name)
 {
         if (!req->conn || !name)
@@ -755,10 +912,28 @@ static void upload_begin(struct http_request *req)
         struct http_server *srv = req->srv;
         uint64_t n;
 
+        if (srv->upload_open) {
+                int fd = -1;
+                uint64_t max = srv->max_upload;
+
+                if (srv->upload_open(req, &fd, &max, &req->pre_err) < 0) {
+                        if (req->pre_err.code == 0)
+                                (void)sbx_err_set(&req->pre_err, -SBX_E_INTERNAL, "cannot open the upload target");
+                        return;
+                }
+                if (fd >= 0) {
+                        req->upload_fd = fd;
+                        req->upload_max = max;
+                        if (body_declared(req, &n) && n > max)
+                                req->body_too_large = true;
+                        return;
+                }
+        }
         if (srv->max_upload == 0 || (body_declared(req, &n) && n > srv->max_upload)) {
                 req->body_too_large = true;
                 return;
         }
+        req->upload_max = srv->max_upload;
         req->upload_fd = openat(srv->upload_dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
         if (req->upload_fd < 0) {
                 req->upload_fd = -EBADF;
@@ -827,7 +1002,7 @@ static void upload_append(struct http_request *req, const char *data, size_t len
                 req->body_dropped += len;
                 return;
         }
-        if (len > req->srv->max_upload - req->upload_size) {
+        if (len > req->upload_max - req->upload_size) {
                 /* a chunked body passed the limit: stop writing and give the space back now */
                 req->body_too_large = true;
                 req->upload_fd = safe_close(req->upload_fd);
@@ -894,7 +1069,7 @@ static void reply_too_large(struct http_request *req)
         else if (req->upload)
                 http_reply_errorf(req, -SBX_E_TOO_LARGE, "payload_too_large",
                                   "request body is larger than the upload limit of %" PRIu64 " bytes",
-                                  req->srv->max_upload);
+                                  req->upload_max ? req->upload_max : req->srv->max_upload);
         else
                 http_reply_errorf(req, -SBX_E_TOO_LARGE, "payload_too_large", "request body is larger than %d bytes",
                                   SBX_MAX_JSON_BODY);
@@ -975,6 +1150,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
                  * declared oversize body or a refused upload (refuse_early): MHD then skips the
                  * body and closes the connection. */
                 req->phase = REQ_HEADERS;
+                req->http11 = version && strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
                 request_begin(req, method);
                 if (req->body_too_large || refuse_early(req)) {
                         /* The client waits for "100 Continue" before sending the body: refusing
@@ -1036,6 +1212,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         req->mhd_done = true;
         req->conn = NULL;
         req->suspended = false;
+        req->urh = NULL; /* MHD frees it with the connection */
         if (req->response) {
                 MHD_destroy_response(req->response);
                 req->response = NULL;
@@ -1134,7 +1311,9 @@ static int listener_start(struct http_server *srv, enum listener_kind kind, int 
 {
         struct listener *lst = &srv->listeners[kind];
         const union MHD_DaemonInfo *info;
-        unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+        /* MHD_ALLOW_UPGRADE: 101 replies (WebSocket). MHD then also nests an epoll fd for TLS
+         * forwarding in its own; without TLS that one never fires. */
+        unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG;
         int r;
 
         if (v6)
@@ -1198,6 +1377,7 @@ int http_server_start(uv_loop_t *loop, const struct http_server_config *cfg, str
         srv->n_routes = cfg->n_routes;
         srv->open_handles = 1; /* our own reference, dropped in server_finish_stop() */
         srv->max_upload = cfg->max_upload;
+        srv->upload_open = cfg->upload_open;
         if (cfg->max_upload > 0) {
                 r = server__upload_dir_open(cfg->upload_dir, err);
                 if (r < 0)

@@ -26,6 +26,14 @@ struct route; /* api/router.h */
 
 typedef void (*http_handler_fn)(struct http_request *req);
 
+/*
+ * Upload routes may put the body somewhere else than an O_TMPFILE in upload_dir: called once the
+ * route and auth passed, before any body byte is read. Return 0 with *ret_fd -1 for the default;
+ * 0 with an fd (the server owns it and writes the body into it; *ret_max = the byte limit for
+ * this body, preset to max_upload); or < 0 with err (the request gets that error).
+ */
+typedef int (*http_upload_open_fn)(struct http_request *req, int *ret_fd, uint64_t *ret_max, struct sbx_err *err);
+
 struct http_server_config {
         const char *listen;      /* "ADDR:PORT" (IPv4 or [IPv6]); port 0 picks a free one; NULL = none */
         const char *unix_path;   /* unix socket path, NULL = none; an existing socket file is replaced */
@@ -36,6 +44,7 @@ struct http_server_config {
         const char *upload_dir; /* directory on the data disk for upload bodies (O_TMPFILE files);
                                  * opened once at start; required when max_upload > 0 */
         uint64_t max_upload;    /* bytes per upload body; 0 = upload routes answer 413 */
+        http_upload_open_fn upload_open; /* NULL: every upload goes to upload_dir */
 };
 
 /* Start listening. *ret owns the MHD daemons and uv handles. */
@@ -55,6 +64,11 @@ const char *http_request_param(const struct http_request *req, unsigned idx);
 /* Query argument (already %-decoded) or header (case-insensitive). NULL if absent. */
 const char *http_request_query(const struct http_request *req, const char *key);
 const char *http_request_header(const struct http_request *req, const char *name);
+/* A query argument with its decoded length: "%00" decodes to a NUL that strlen would hide. "" for
+ * "?key" without a value, NULL if absent. */
+const char *http_request_query_n(const struct http_request *req, const char *key, size_t *ret_len);
+/* The matched route's handler (NULL before routing): lets upload_open tell routes apart. */
+http_handler_fn http_request_handler(const struct http_request *req);
 /* The collected body (NUL-terminated for convenience; len excludes the NUL). */
 const char *http_request_body(const struct http_request *req, size_t *ret_len);
 /* Parse the body as a JSON object (strict, duplicate keys rejected). On failure replies 400
@@ -87,6 +101,15 @@ void http_reply_error(struct http_request *req, const struct sbx_err *err);
 /* Shorthand: build the sbx_err and reply. */
 void http_reply_errorf(struct http_request *req, int code, const char *reason, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
+
+/* Add a header to the (success) reply this request gets next; at most 8. Returns 0 or -errno. */
+int http_reply_header(struct http_request *req, const char *name, const char *value);
+/* Reply with len bytes of fd from offset (sent with sendfile; fd is taken and closed). */
+void http_reply_fd(struct http_request *req, unsigned status, const char *content_type, int fd, uint64_t offset,
+                   uint64_t len);
+/* One pointer for the application per request (e.g. set by upload_open, read by the handler). */
+void http_request_set_data(struct http_request *req, void *data);
+void *http_request_data(const struct http_request *req);
 
 /* --- streamed replies: chunked transfer encoding --- */
 /* Start a chunked reply. Returns the stream; the request is finished by http_stream_end(). */
@@ -129,6 +152,33 @@ size_t http_sse_format(char *buf, size_t size, const char *event, const char *id
  * open-ended filters such as metadata.KEY=VALUE. */
 int http_request_query_foreach(const struct http_request *req,
                                int (*fn)(const char *key, const char *value, void *data), void *data);
+
+/* The loop the server runs on (for uv handles that live with a request, e.g. a WebSocket). */
+uv_loop_t *http_request_loop(const struct http_request *req);
+
+/* --- protocol upgrade (101 Switching Protocols; the WebSocket side is ws.c) --- */
+/*
+ * Reply 101 with "Connection: Upgrade" (libmicrohttpd adds it) and the { name, value } headers in
+ * hdrs (ended by a NULL name; must include "Upgrade"). Once the 101 has gone out, on_upgraded(cls,
+ * sock, urh, extra, extra_len) runs on the loop thread (inside the server's MHD_run): sock is the
+ * client's socket (non-blocking), now the caller's to read and write but never to close; extra
+ * holds bytes the client sent after its request that the server had already read. urh is the
+ * handle for http_upgrade_close(). Nothing is called if the client leaves before the 101 is out;
+ * the request's on_close callback tells (register it before this call).
+ * Returns 0 (the request is answered); or, with nothing replied, -EALREADY (already answered),
+ * -EPIPE (the client is gone), -EPROTO (not an HTTP/1.1 request, which cannot be upgraded), -EINVAL
+ * (no Upgrade header), -ENOMEM.
+ */
+int http_reply_upgrade(struct http_request *req, const char *const (*hdrs)[2],
+                       void (*on_upgraded)(void *cls, int sock, void *urh, const char *extra, size_t extra_len),
+                       void *cls);
+/*
+ * Give the upgraded socket back: the server closes it on its next run, and then the request ends
+ * (MHD_REQUEST_TERMINATED_COMPLETED_OK: its on_close callback runs and the request is freed). Stop
+ * watching sock first. urh is valid from on_upgraded until the request's on_close callback (also
+ * run when the server stops with the connection still upgraded); call this at most once.
+ */
+void http_upgrade_close(void *urh);
 
 /*
  * Notes on the contracts above, as implemented in server.c:

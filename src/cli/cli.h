@@ -37,6 +37,10 @@
 #define SBX_CLI_MAX_EVENT_ID 128            /* one SSE "id:" value with its NUL (the build's are decimal counters) */
 #define SBX_CLI_SSE_RECONNECTS 5            /* build: reconnects in a row without an event before giving up */
 #define SBX_CLI_ERR_MSG_MAX 1024
+#define SBX_CLI_MAX_FILE_PATH 4096       /* a path inside a sandbox, NUL excluded; API: SBX_MAX_FILE_PATH */
+#define SBX_CLI_FS_LIST_PAGE 1000        /* ls SANDBOX:PATH page size; API: SBX_DEFAULT_FS_LIST_LIMIT */
+#define SBX_CLI_MAX_SYMLINKS 40          /* sandbox symlinks cp follows to find what a path names (Linux's) */
+#define SBX_CLI_PROGRESS_MIN (1UL << 20) /* cp: a transfer shows progress on a terminal past this many bytes */
 
 /* Exit statuses of the sbx process (docs/man/sbx.1.md, EXIT STATUS). */
 enum cli_exit {
@@ -60,6 +64,7 @@ enum cli_errc {
 struct cli_err {
         int code;                      /* negative: -errno or -CLI_E_* */
         char msg[SBX_CLI_ERR_MSG_MAX]; /* git style: lower-case, subject in quotes, no full stop */
+        char api_code[64];             /* -CLI_E_API: the server's error code ("file_not_found"), else "" */
 };
 
 /* Fill err (if non-NULL and not yet set) and return code, which must be negative. (output.c) */
@@ -180,3 +185,7 @@ int cmd_rm(struct cli *cli, int argc, char **argv, struct cli_err *err);
 int cmd_stop(struct cli *cli, int argc, char **argv, struct cli_err *err);
 int cmd_start(struct cli *cli, int argc, char **argv, struct cli_err *err);
 int cmd_exec(struct cli *cli, int argc, char **argv, struct cli_err *err); /* cmd-exec.c */
+int cmd_cp(struct cli *cli, int argc, char **argv, struct cli_err *err);   /* cmd-files.c */
+int cmd_cat(struct cli *cli, int argc, char **argv, struct cli_err *err);  /* cmd-files.c */
+/* `sbx ls`: with a SANDBOX:PATH operand it lists files (cmd-files.c), else sandboxes (cmd_ls). */
+int cmd_ls_any(struct cli *cli, int argc, char **argv, struct cli_err *err);

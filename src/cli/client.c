@@ -20,11 +20,13 @@
 #define SSE_TYPE "text/event-stream"
 
 struct client {
-        CURL *curl;        /* one handle for every request: libcurl keeps the connection */
-        char *base;        /* URL prefix the request path is appended to, no trailing '/' */
-        char *display;     /* the address as the user gave it, for messages */
-        char *unix_path;   /* socket path for unix: addresses, else NULL */
-        char *auth_header; /* "Authorization: Bearer KEY" or NULL */
+        CURL *curl;                  /* one handle for every request: libcurl keeps the connection */
+        char *base;                  /* URL prefix the request path is appended to, no trailing '/' */
+        char *display;               /* the address as the user gave it, for messages */
+        char *unix_path;             /* socket path for unix: addresses, else NULL */
+        char *auth_header;           /* "Authorization: Bearer KEY" or NULL */
+        client_progress_fn progress; /* client_set_progress(); NULL: none */
+        void *progress_userdata;
         char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -307,6 +309,20 @@ static size_t write_cb(char *p, size_t size, size_t nmemb, void *userdata)
         return n;
 }
 
+/* libcurl's progress meter: the body bytes of an upload, or of a download being written to out_fd. */
+static int xferinfo_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+        struct transfer *t = userdata;
+
+        if (t->upload)
+                t->c->progress((uint64_t)(ulnow > 0 ? ulnow : 0), (uint64_t)(ultotal > 0 ? ultotal : 0),
+                               t->c->progress_userdata);
+        else if (t->mode == TRANSFER_FILE) /* not an error reply's body */
+                t->c->progress((uint64_t)(dlnow > 0 ? dlnow : 0), (uint64_t)(dltotal > 0 ? dltotal : 0),
+                               t->c->progress_userdata);
+        return 0;
+}
+
 /* libcurl asks for the next piece of an upload. */
 static size_t read_cb(char *p, size_t size, size_t nmemb, void *userdata)
 {
@@ -363,6 +379,8 @@ static int api_error(struct client *c, long status, const char *method, const ch
                 code = json_string_value(json_object_get(e, "code"));
                 msg = json_string_value(json_object_get(e, "message"));
         }
+        if (err && err->code == 0) /* only the error that will be kept gets its code */
+                snprintf(err->api_code, sizeof err->api_code, "%s", code ? code : "");
         if (msg && code)
                 return cli_err_set(err, -CLI_E_API, "%s (%s)", msg, code);
         if (msg)
@@ -491,6 +509,11 @@ static int client_perform(struct client *c, const char *method, const char *path
         (void)curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, write_cb);
         (void)curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, t);
         set_method(c, method, t, data);
+        if (c->progress && (t->upload || t->download)) {
+                (void)curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 0L);
+                (void)curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
+                (void)curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, t);
+        }
 
         headers = request_headers(c, t, data != NULL);
         if (!headers)
@@ -713,6 +736,12 @@ struct client *client_free(struct client *c)
         free(c->auth_header);
         free(c);
         return NULL;
+}
+
+void client_set_progress(struct client *c, client_progress_fn fn, void *userdata)
+{
+        c->progress = fn;
+        c->progress_userdata = userdata;
 }
 
 char *client_escape(const char *s)

@@ -30,7 +30,8 @@ struct client *client_free(struct client *c);
  * Send `method path` (path starts with '/', query included) with an optional JSON body.
  * On a 2xx reply returns the status and sets *ret_json (if ret_json is non-NULL) to the parsed
  * body, or to NULL when the body is empty (204); the caller owns it. Otherwise returns
- * -CLI_E_CONNECT, -CLI_E_API (err holds "<server message> (<code>)"), -CLI_E_PROTOCOL, -EFBIG
+ * -CLI_E_CONNECT, -CLI_E_API (err holds "<server message> (<code>)" and err->api_code the code,
+ * "" when the reply had none), -CLI_E_PROTOCOL, -EFBIG
  * (reply over SBX_CLI_MAX_RESPONSE) or -ENOMEM, and leaves *ret_json untouched.
  */
 int client_request(struct client *c, const char *method, const char *path, const json_t *body, json_t **ret_json,
@@ -93,6 +94,20 @@ int client_upload(struct client *c, const char *method, const char *path, int in
  */
 int client_download(struct client *c, const char *path, int out_fd, const char *out_name, uint64_t *ret_bytes,
                     struct cli_err *err);
+
+/*
+ * Called while an upload or download moves its body: now is the body bytes sent or written so
+ * far, total their expected count (the Content-Length; 0 when unknown, as for a chunked body).
+ * Called often (libcurl's progress meter: at least once a second, and after each chunk), so it
+ * should be cheap; it cannot fail.
+ */
+typedef void (*client_progress_fn)(uint64_t now, uint64_t total, void *userdata);
+
+/*
+ * Report the progress of the client_upload() and client_download() calls that follow to fn,
+ * until called again with fn NULL. Other requests are not reported.
+ */
+void client_set_progress(struct client *c, client_progress_fn fn, void *userdata);
 
 /*
  * Append "key=value" to the query string *query (malloc'd, or NULL for none yet), starting it

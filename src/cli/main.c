@@ -52,15 +52,24 @@ static const struct verb verbs[] = {
           "      --pids N       maximum number of processes\n"
           "      --lifetime S   delete the sandbox S seconds after creation\n"
           "      --idle S       stop the sandbox after S seconds without activity\n" },
-        { "ls", cmd_ls, "list sandboxes",
+        { "ls", cmd_ls_any, "list sandboxes, or the files in a sandbox",
           "usage: sbx ls [--state S] [--metadata K=V]... [--limit N]\n"
+          "       sbx ls [-l] [-R] SANDBOX:PATH\n"
           "\n"
-          "List sandboxes as a table (ID NAME STATE TEMPLATE CREATED). Without --limit, every\n"
-          "page is fetched; with --json, one object {\"sandboxes\":[...],\"nextCursor\":...}.\n"
+          "Without an argument: list sandboxes as a table (ID NAME STATE TEMPLATE CREATED).\n"
+          "Without --limit, every page is fetched; with --json, one object\n"
+          "{\"sandboxes\":[...],\"nextCursor\":...}.\n"
           "\n"
           "      --state S      only sandboxes in state S (running, stopped, ...)\n"
           "      --metadata K=V only sandboxes whose metadata K is V (repeatable: all must match)\n"
-          "      --limit N      at most N sandboxes, one request (1..1000)\n" },
+          "      --limit N      at most N sandboxes, one request (1..1000)\n"
+          "\n"
+          "With SANDBOX:PATH (SANDBOX: an id or name): list the directory PATH in that sandbox,\n"
+          "one name a line, directories with a trailing '/' (a file: just that file). With\n"
+          "--json, the array of entries {name,path,type,size,mode,mtime,uid,gid,symlinkTarget}.\n"
+          "\n"
+          "  -l, --long         mode, size, modification time, name (-> target for symlinks)\n"
+          "  -R, --recursive    the whole tree, names relative to PATH\n" },
         { "inspect", cmd_inspect, "show a sandbox as JSON",
           "usage: sbx inspect ID\n"
           "\n"
@@ -79,6 +88,28 @@ static const struct verb verbs[] = {
           "      --env K=V      environment variable (repeatable)\n"
           "      --timeout S    kill the command after S seconds (server default: 60)\n"
           "      --stdin        send sbx's standard input (UTF-8 text, up to 1 MiB) to the command\n" },
+        { "cp", cmd_cp, "copy files and directories between here and a sandbox",
+          "usage: sbx cp [--progress | -q] SRC DST\n"
+          "\n"
+          "Copy a file or a directory tree into or out of a sandbox. Exactly one of SRC and DST\n"
+          "is SANDBOX:PATH (SANDBOX: an id or name; PATH relative means from /); the other is a\n"
+          "local path ('./a:b' for one with a colon), or '-' for standard input or output (a\n"
+          "single file's content). Like docker cp: a copy into an existing directory (or a\n"
+          "DST ending in '/') goes inside it under SRC's name; a directory copied to a path\n"
+          "that does not exist becomes that path; 'DIR/.' copies DIR's content. Modes are kept\n"
+          "(times too, inside directories); owners are not, nor setuid bits on the way out. A\n"
+          "failed download of a file leaves nothing behind.\n"
+          "\n"
+          "      --progress     show progress on standard error even when it is no terminal\n"
+          "                     (default: on a terminal, for transfers over 1 MiB)\n"
+          "  -q, --quiet        no progress, no warnings about skipped files\n"
+          "      --json         print the server's reply (into a sandbox) or\n"
+          "                     {path,bytes,...} (out of it)\n" },
+        { "cat", cmd_cat, "print files from a sandbox",
+          "usage: sbx cat SANDBOX:PATH...\n"
+          "\n"
+          "Write the content of each file to standard output, as it arrives. An error about\n"
+          "one file is printed and sbx goes on with the next; it then exits 1.\n" },
         { "stop", cmd_stop, "stop a sandbox (its filesystem is kept)",
           "usage: sbx stop ID...\n"
           "\n"

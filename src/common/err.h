@@ -22,6 +22,9 @@ enum sbx_errc {
         SBX_E_INTERNAL,             /* 500 */
         SBX_E_METHOD_NOT_ALLOWED,   /* 405 */
         SBX_E_HEADERS_TOO_LARGE,    /* request line + headers over SBX_MAX_HEADER_BYTES: 431 */
+        SBX_E_FORBIDDEN,            /* the request is understood but refused (a path outside what the
+                                     * file API may touch): 403 */
+        SBX_E_RANGE,                /* Range header not satisfiable: 416 */
         SBX_E_MAX,
 };
 

@@ -12,7 +12,7 @@
 #define SBX_MAX_JSON_BODY (1024 * 1024)            /* JSON request bodies; exec stdin travels here too */
 #define SBX_MAX_CONNECTIONS 10000                  /* below RLIMIT_NOFILE hard (20000) on these hosts */
 #define SBX_HTTP_CONNECTION_TIMEOUT_S 300          /* idle keep-alive connections are closed after this */
-#define SBX_MAX_URL_BYTES 2048
+#define SBX_MAX_URL_BYTES 12288                    /* raw request target: a 4 KiB file path, %-encoded */
 #define SBX_MAX_UPLOAD (64ULL << 30)               /* streamed upload bodies (image import), bytes */
 #define SBX_MAX_LAYER_BYTES (64ULL << 30)          /* apparent size of the files of one imported layer: bounds
                                                     * decompression bombs and sparse giants (a commit reads
@@ -67,3 +67,21 @@
 #define SBX_UID_BASE (1U << 20)
 #define SBX_UID_RANGE 65536U
 #define SBX_MAX_UID_SLOTS 65000U
+
+/* Files API (src/files, docs/files.md) */
+#define SBX_MAX_FILE_PATH 4096                     /* bytes of a path inside a sandbox, NUL excluded: PATH_MAX - 1 */
+#define SBX_MAX_FS_LIST_LIMIT 10000                /* entries per page of a listing */
+#define SBX_DEFAULT_FS_LIST_LIMIT 1000
+#define SBX_MAX_FS_WALK 1000000                    /* entries one recursive walk visits (list, search, tar) */
+#define SBX_MAX_FS_DEPTH 256                       /* directory depth of a recursive walk */
+#define SBX_MAX_SEARCH_RESULTS 10000               /* matches per search */
+#define SBX_DEFAULT_SEARCH_RESULTS 1000
+#define SBX_MAX_SEARCH_FILE (64ULL << 20)          /* bigger files are skipped by search / refused by replace */
+#define SBX_MAX_SEARCH_LINE 1024                   /* bytes of a matching line returned as content */
+#define SBX_MAX_PATTERN 4096                       /* bytes of a search pattern or replacement */
+#define SBX_MAX_REPLACE_FILES 1000                 /* files per replace request */
+#define SBX_MAX_BATCH_OPS 1000                     /* operations per batch request */
+#define SBX_MAX_WATCHERS 64                        /* watchers per sandbox */
+#define SBX_MAX_WATCH_DIRS 65536                   /* directories one recursive watcher follows */
+#define SBX_MAX_WATCH_IGNORE 64                    /* ignore globs per watcher */
+#define SBX_MAX_WATCH_CONTENT (1024 * 1024)        /* bytes of file content one watch event carries */

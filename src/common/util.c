@@ -281,3 +281,73 @@ size_t cmsg_take_fds(struct msghdr *mh, int *fds, size_t max, bool *ret_bad)
         }
         return n;
 }
+
+static const char b64_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+size_t base64_encode(const void *src, size_t len, char *dst)
+{
+        const unsigned char *in = src;
+        size_t n = 0;
+
+        for (size_t i = 0; i < len; i += 3) {
+                uint32_t v = (uint32_t)in[i] << 16;
+
+                if (i + 1 < len)
+                        v |= (uint32_t)in[i + 1] << 8;
+                if (i + 2 < len)
+                        v |= in[i + 2];
+                dst[n++] = b64_alphabet[(v >> 18) & 63];
+                dst[n++] = b64_alphabet[(v >> 12) & 63];
+                dst[n++] = i + 1 < len ? b64_alphabet[(v >> 6) & 63] : '=';
+                dst[n++] = i + 2 < len ? b64_alphabet[v & 63] : '=';
+        }
+        dst[n] = '\0';
+        return n;
+}
+
+static int b64_value(char c)
+{
+        if (c >= 'A' && c <= 'Z')
+                return c - 'A';
+        if (c >= 'a' && c <= 'z')
+                return c - 'a' + 26;
+        if (c >= '0' && c <= '9')
+                return c - '0' + 52;
+        if (c == '+')
+                return 62;
+        if (c == '/')
+                return 63;
+        return -1;
+}
+
+ssize_t base64_decode(const char *src, size_t len, void *dst)
+{
+        unsigned char *out = dst;
+        size_t n = 0;
+
+        if (len % 4 != 0)
+                return -EINVAL;
+        for (size_t i = 0; i < len; i += 4) {
+                int v[4], pad = 0;
+                bool last = i + 4 == len;
+
+                for (int k = 0; k < 4; k++) {
+                        char c = src[i + k];
+
+                        if (c == '=' && last && k >= 2 && (k == 3 || src[i + 3] == '=')) {
+                                v[k] = 0;
+                                pad++;
+                                continue;
+                        }
+                        if (pad || (v[k] = b64_value(c)) < 0)
+                                return -EINVAL;
+                }
+                uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+                out[n++] = (unsigned char)(w >> 16);
+                if (pad < 2)
+                        out[n++] = (unsigned char)(w >> 8);
+                if (pad < 1)
+                        out[n++] = (unsigned char)w;
+        }
+        return (ssize_t)n;
+}

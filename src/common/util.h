@@ -30,6 +30,13 @@ void format_rfc3339_ms(uint64_t unix_ms, char *buf, size_t size);
 size_t utf8_sanitize(const char *src, size_t len, char *dst);
 bool utf8_valid(const char *s, size_t len);
 
+/* Base64 (RFC 4648 §4, with padding). encode: dst holds base64_encoded_len(len) + 1 bytes; writes a
+ * NUL-terminated string, returns its length. decode: strict (alphabet only, length a multiple of 4,
+ * '=' only at the end); dst holds len / 4 * 3 bytes; returns the decoded length or -EINVAL. */
+#define base64_encoded_len(n) (((n) + 2) / 3 * 4)
+size_t base64_encode(const void *src, size_t len, char *dst);
+ssize_t base64_decode(const char *src, size_t len, void *dst);
+
 /* Parse a non-negative decimal integer that fits in uint64 (no sign, no spaces). */
 int parse_u64(const char *s, uint64_t *ret);
 /* Same, but stops at the first non-digit (at least one digit is required). */

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <uv.h>
 
@@ -68,6 +69,16 @@ struct sandbox {
         uint64_t oom_seen;               /* OOM kills of the memory cgroup already attributed */
 
         struct op *op;                   /* lifecycle operation in flight, or NULL */
+
+        /* files.c: leases on the sandbox's files, the stopped sandbox's overlay, watchers */
+        unsigned n_leases;               /* live struct files_lease (each holds a ref) */
+        int vol_fd;                      /* owned: detached overlay mount while stopped, or -EBADF */
+        unsigned vol_users;              /* leases using vol_fd */
+        uv_timer_t vol_timer;            /* closes vol_fd when idle */
+        bool vol_timer_init;
+        pthread_mutex_t files_lock;      /* exclusive file operations (batch, replace, untar) */
+        struct watcher *watchers;        /* watchers.c */
+        unsigned n_watchers;
         uv_timer_t lifetime_timer, idle_timer, wait_timer;
         bool removed;                    /* not in the hash table (yet, or any more) */
         bool closed;                     /* handles closed by sandbox__remove(); freed when refs drop to 0 */
@@ -97,6 +108,21 @@ struct manager {
 };
 
 struct sandbox *manager__find(struct manager *m, const char *id);
+/* manager__find, or NULL with 404 sandbox_not_found in err. */
+struct sandbox *manager__lookup(struct manager *m, const char *id, struct sbx_err *err);
+/* 409 invalid_state naming the sandbox's state. */
+int manager__busy_error(struct sandbox *sb, struct sbx_err *err);
+
+/* files.c / watchers.c hooks */
+void files__sandbox_init(struct sandbox *sb);
+void files__sandbox_fini(struct sandbox *sb);  /* last unref */
+/* the sandbox leaves RUNNING (stop, exit, delete): watchers end */
+void files__not_running(struct sandbox *sb, const char *reason);
+/* before a start: -SBX_E_CONFLICT files_busy while leases are held; closes the idle volume */
+int files__before_start(struct sandbox *sb, struct sbx_err *err);
+/* removal from the table: close the volume (if idle) and its timer */
+void files__sandbox_remove(struct sandbox *sb);
+void watchers__end_all(struct sandbox *sb, const char *reason);
 /* A sandbox object from a record (copied), not yet in the table; its uid slot is marked used. */
 int sandbox__new(struct manager *m, const struct sandbox_record *rec, struct sandbox **ret, struct sbx_err *err);
 void sandbox__insert(struct sandbox *sb);

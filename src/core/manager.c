@@ -58,6 +58,11 @@ void manager__slot_set(struct manager *m, uint32_t slot, bool used)
                 m->slots[slot / 8] &= (unsigned char)~(1u << (slot % 8));
 }
 
+uv_loop_t *manager_loop(struct manager *m)
+{
+        return m->loop;
+}
+
 int manager__slot_alloc(struct manager *m, uint32_t *ret)
 {
         for (uint32_t i = 0; i < SBX_MAX_UID_SLOTS; i++)
@@ -78,6 +83,7 @@ void sandbox_unref(struct sandbox *sb)
 {
         if (!sb || --sb->refs > 0)
                 return;
+        files__sandbox_fini(sb);
         sandbox_record_release(&sb->rec);
         sandbox_spec_release(&sb->spec);
         free(sb->layers);
@@ -193,6 +199,7 @@ int sandbox__new(struct manager *m, const struct sandbox_record *rec, struct san
                 return -ENOMEM;
         sb->refs = 1;
         sb->m = m;
+        files__sandbox_init(sb);
         sb->pidfd = -EBADF;
         sb->ctl_fd = -EBADF;
         r = sandbox_record_copy(&sb->rec, rec);
@@ -268,6 +275,7 @@ void sandbox__remove_keep_slot(struct sandbox *sb)
         if (sb->closed)
                 return;
         sb->closed = true;
+        files__sandbox_remove(sb);
         sandbox_layers_release(sb);
         if (!sb->removed) {
                 for (; *pp; pp = &(*pp)->hnext)
@@ -300,6 +308,8 @@ void sandbox__set_state(struct sandbox *sb, enum sandbox_state st, const char *r
 
         sb->rec.state = st;
         snprintf(sb->rec.state_reason, sizeof sb->rec.state_reason, "%s", reason ? reason : "");
+        if (st != SANDBOX_RUNNING)
+                files__not_running(sb, reason);
         if (sb->pooled)
                 return; /* no row until it is handed out */
         if (sandbox__save(sb, &err) < 0)
@@ -815,7 +825,7 @@ struct op *op_new(struct sandbox *sb, enum op_kind kind, manager_done_fn done, v
 }
 
 /* NULL (and err filled) if there is no live sandbox with that id. */
-static struct sandbox *lookup(struct manager *m, const char *id, struct sbx_err *err)
+struct sandbox *manager__lookup(struct manager *m, const char *id, struct sbx_err *err)
 {
         struct sandbox *sb = sbx_id_valid("sbx_", id) ? manager__find(m, id) : NULL;
 
@@ -824,7 +834,7 @@ static struct sandbox *lookup(struct manager *m, const char *id, struct sbx_err 
         return sb;
 }
 
-static int busy_error(struct sandbox *sb, struct sbx_err *err)
+int manager__busy_error(struct sandbox *sb, struct sbx_err *err)
 {
         return sbx_err_setr(err, -SBX_E_CONFLICT, "invalid_state", "sandbox '%s' is %s; try again when it settles",
                             sb->rec.id, sandbox_state_to_string(sb->rec.state));
@@ -1074,11 +1084,11 @@ int manager_stop(struct manager *m, const char *id, manager_done_fn done, void *
         struct sandbox *sb = NULL;
         struct op *op;
 
-        sb = lookup(m, id, err);
+        sb = manager__lookup(m, id, err);
         if (!sb)
                 return -SBX_E_NOT_FOUND;
         if (sb->op)
-                return busy_error(sb, err);
+                return manager__busy_error(sb, err);
         if (sb->rec.state == SANDBOX_STOPPED) {
                 op = op_new(sb, OP_STOP, done, data);
                 if (!op)
@@ -1087,7 +1097,7 @@ int manager_stop(struct manager *m, const char *id, manager_done_fn done, void *
                 return 0;
         }
         if (sb->rec.state != SANDBOX_RUNNING)
-                return busy_error(sb, err);
+                return manager__busy_error(sb, err);
         op = op_new(sb, OP_STOP, done, data);
         if (!op)
                 return -ENOMEM;
@@ -1103,11 +1113,11 @@ int manager_start(struct manager *m, const char *id, manager_done_fn done, void 
         struct op *op;
         int r;
 
-        sb = lookup(m, id, err);
+        sb = manager__lookup(m, id, err);
         if (!sb)
                 return -SBX_E_NOT_FOUND;
         if (sb->op)
-                return busy_error(sb, err);
+                return manager__busy_error(sb, err);
         if (sb->rec.state == SANDBOX_RUNNING) {
                 op = op_new(sb, OP_START, done, data);
                 if (!op)
@@ -1116,7 +1126,10 @@ int manager_start(struct manager *m, const char *id, manager_done_fn done, void 
                 return 0;
         }
         if (sb->rec.state != SANDBOX_STOPPED)
-                return busy_error(sb, err);
+                return manager__busy_error(sb, err);
+        r = files__before_start(sb, err);
+        if (r < 0)
+                return r;
         r = manager__launch_template(m, sb, &tmpl, err);
         if (r < 0)
                 return r;
@@ -1144,7 +1157,7 @@ static int delete_internal(struct sandbox *sb, manager_done_fn done, void *data,
         struct op *op;
 
         if (sb->op)
-                return busy_error(sb, err);
+                return manager__busy_error(sb, err);
         op = op_new(sb, OP_DELETE, done, data);
         if (!op)
                 return -ENOMEM;
@@ -1165,7 +1178,7 @@ int manager_delete(struct manager *m, const char *id, manager_done_fn done, void
 {
         struct sandbox *sb = NULL;
 
-        sb = lookup(m, id, err);
+        sb = manager__lookup(m, id, err);
         if (!sb)
                 return -SBX_E_NOT_FOUND;
         return delete_internal(sb, done, data, NULL, err);
@@ -1204,7 +1217,7 @@ int manager_get(struct manager *m, const char *id, json_t **ret, struct sbx_err 
 {
         struct sandbox *sb = NULL;
 
-        sb = lookup(m, id, err);
+        sb = manager__lookup(m, id, err);
         if (!sb)
                 return -SBX_E_NOT_FOUND;
         *ret = sandbox__to_json(sb);

@@ -35,6 +35,8 @@ int manager_new(uv_loop_t *loop, struct store *store, struct template_store *tem
                 const struct manager_config *cfg, struct manager **ret, struct sbx_err *err);
 /* Re-adopt sandboxes from the store after a (re)start and clean up what a crash left half-done. */
 int manager_recover(struct manager *m, struct sbx_err *err);
+/* The loop the manager runs on (for handles the API layer needs next to it). */
+uv_loop_t *manager_loop(struct manager *m);
 /* Stop timers and close handles; sandboxes keep running (they outlive sbxd by design). */
 void manager_free(struct manager *m);
 
@@ -122,3 +124,52 @@ int manager_template_import(struct manager *m, int fd, const char *name, manager
 /* Write name as an OCI layout tarball to fd (dup'ed; rewound to 0 when done); done gets {name}. */
 int manager_template_export(struct manager *m, const char *name, int fd, manager_done_fn done, void *data,
                             struct sbx_err *err);
+
+/* ---- files (core/files.c, core/watchers.c; docs/files.md) ---- */
+
+struct files_root;
+struct files_lease;
+
+/*
+ * The root of sandbox id's files for the file API: a running sandbox's root (/proc/PID/root, what
+ * its processes see, /tmp included), or a stopped one's overlay, mounted on first use as a detached
+ * mount and kept while leases hold it (closed 10 s after the last one goes, or when the sandbox
+ * starts). Synchronous, on the loop thread (a stopped sandbox's first lease takes a few ms).
+ * 404 sandbox_not_found; 409 invalid_state while the sandbox is starting, stopping or failed.
+ * A sandbox does not start while leases are held (409 files_busy): two overlays must never share
+ * its upper directory.
+ */
+int manager_files_acquire(struct manager *m, const char *id, struct files_lease **ret, struct sbx_err *err);
+const struct files_root *files_lease_root(const struct files_lease *l);
+/* Loop thread. Safe with NULL. */
+void files_lease_release(struct files_lease *l);
+
+/* A blocking file operation: runs on the worker pool with the lease's root; *ret is its result
+ * (JSON, may stay NULL for 204). */
+typedef int (*manager_files_fn)(const struct files_root *root, void *data, json_t **ret, struct sbx_err *err);
+/*
+ * Acquire a lease, run fn(root, fn_data) on the worker pool (under the sandbox's file lock when
+ * exclusive: batches, replaces, extractions do not interleave), release, then done(done_data, r,
+ * err, result) on the loop thread. fn_data is the caller's; it must live until done.
+ */
+int manager_files_run(struct manager *m, const char *id, bool exclusive, manager_files_fn fn, void *fn_data,
+                      manager_done_fn done, void *done_data, struct sbx_err *err);
+
+/* --- watchers (core/watchers.c) --- */
+struct watcher_sub;
+struct files_watch_opts;
+/* One event to a subscriber: type "add" | "change" | ... | "end" (the watcher is gone; last call),
+ * event JSON (borrowed), seq numbers events of this watcher from 1. */
+typedef void (*watcher_event_fn)(void *data, const char *type, json_t *event, uint64_t seq);
+/* Start a watcher on a running sandbox; *ret = its JSON {id, sandboxId, path, recursive, ignore,
+ * content, createdAt, events}. 409 sandbox_not_running; 429 when SBX_MAX_WATCHERS are there. */
+int manager_watcher_create(struct manager *m, const char *id, const char *path, const struct files_watch_opts *o,
+                           json_t **ret, struct sbx_err *err);
+int manager_watcher_list(struct manager *m, const char *id, json_t **ret, struct sbx_err *err);
+int manager_watcher_get(struct manager *m, const char *id, const char *wid, json_t **ret, struct sbx_err *err);
+int manager_watcher_delete(struct manager *m, const char *id, const char *wid, struct sbx_err *err);
+/* Replay the kept events after seq `after`, then follow live until the watcher ends ("end" is the
+ * last call). *ret = NULL if it already ended (fn got "end" before this returned). */
+int manager_watcher_subscribe(struct manager *m, const char *id, const char *wid, uint64_t after,
+                              watcher_event_fn fn, void *data, struct watcher_sub **ret, struct sbx_err *err);
+void watcher_sub_cancel(struct watcher_sub *s);

@@ -11,6 +11,7 @@ enum child_msg_type {
         CHILD_MSG_GO = 'G',    /* parent -> outer child, (the layers are staged in the sandbox dir) */
         CHILD_MSG_PID = 'P',   /* outer child -> parent: host pid of PID 1 */
         CHILD_MSG_ERROR = 'E', /* either child -> parent: step + errno */
+        CHILD_MSG_VOLUME = 'V', /* volume child -> parent: the overlay's mount fd (SCM_RIGHTS) */
 };
 
 enum child_step {
@@ -35,6 +36,8 @@ enum child_step {
         STEP_CAPS,
         STEP_NO_NEW_PRIVS,
         STEP_EXEC_INIT,
+        STEP_VOLUME_MOUNT,
+        STEP_VOLUME_SEND,
         _STEP_MAX,
 };
 
@@ -53,6 +56,7 @@ struct child_args {
         const struct sandbox_launch *l;
         int sync_fd;    /* child's end of the launch socket */
         pid_t parent_pid; /* sbxd, to detect that it died before PDEATHSIG was armed */
-        char overlay_opts[1024]; /* "lowerdir=l0:l1:...": fits SBX_SANDBOX_MAX_LOWERS */
+        char overlay_opts[1024]; /* "lowerdir=l0:l1:...": fits SBX_SANDBOX_MAX_LOWERS; for a
+                                  * volume only "l0:l1:..." */
         char tmp_opts[64];
 };

@@ -39,7 +39,8 @@ static const char *const step_names[_STEP_MAX] = {
         [STEP_MASK_PROC] = "mask /proc paths",    [STEP_PIVOT_ROOT] = "pivot_root",
         [STEP_HOSTNAME] = "set the hostname",     [STEP_LOOPBACK] = "bring up lo",
         [STEP_STDIO] = "set up stdio",            [STEP_RLIMITS] = "set resource limits",
-        [STEP_CAPS] = "drop capabilities",
+        [STEP_CAPS] = "drop capabilities",       [STEP_VOLUME_MOUNT] = "mount the overlay volume",
+        [STEP_VOLUME_SEND] = "hand over the volume",
         [STEP_NO_NEW_PRIVS] = "set no_new_privs", [STEP_EXEC_INIT] = "execute sbx-init",
 };
 
@@ -306,5 +307,59 @@ int child_outer(void *arg)
         m = (struct child_msg){ .type = CHILD_MSG_PID, .pid = pid, .us_setid = (uint32_t)(t1 - t0),
                                 .us_unshare = (uint32_t)(t2 - t1), .us_fork = (uint32_t)(t3 - t2) };
         (void)!send(a->sync_fd, &m, sizeof m, MSG_NOSIGNAL);
+        _exit(0);
+}
+
+/*
+ * The volume child (sandbox_volume_open): in the sandbox's user namespace, build the same overlay
+ * as PID 1 does, but as a detached mount (fsmount), hand its fd to sbxd and leave. The mount
+ * lives as long as sbxd holds the fd.
+ */
+int child_volume(void *arg)
+{
+        const struct child_args *a = arg;
+        struct child_msg m = { 0 };
+        char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+        struct iovec iov;
+        struct msghdr mh = { 0 };
+        struct cmsghdr *c;
+        int fs, mnt;
+
+        (void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+        if (getppid() != a->parent_pid)
+                _exit(1);
+        close_all_but((const int[]){ a->sync_fd }, 1);
+        if (recv(a->sync_fd, &m, sizeof m, 0) != (ssize_t)sizeof m || m.type != CHILD_MSG_GO)
+                child_die(a, STEP_RECV_GO, errno ? errno : EPROTO);
+        CHECK(a, STEP_SETID, (int)syscall(SYS_setresgid, 0, 0, 0));
+        CHECK(a, STEP_SETID, (int)syscall(SYS_setresuid, 0, 0, 0));
+        CHECK(a, STEP_SETID, (int)syscall(SYS_setgroups, 0, NULL));
+        CHECK(a, STEP_UNSHARE, unshare(CLONE_NEWNS));
+        CHECK(a, STEP_VOLUME_MOUNT, chdir(a->l->dir));
+        fs = (int)syscall(SYS_fsopen, "overlay", FSOPEN_CLOEXEC);
+        if (fs < 0)
+                child_die(a, STEP_VOLUME_MOUNT, errno);
+        CHECK(a, STEP_VOLUME_MOUNT, (int)syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "lowerdir", a->overlay_opts, 0));
+        CHECK(a, STEP_VOLUME_MOUNT, (int)syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "upperdir", "upper", 0));
+        CHECK(a, STEP_VOLUME_MOUNT, (int)syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "workdir", "work", 0));
+        CHECK(a, STEP_VOLUME_MOUNT, (int)syscall(SYS_fsconfig, fs, FSCONFIG_SET_FLAG, "userxattr", NULL, 0));
+        CHECK(a, STEP_VOLUME_MOUNT, (int)syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0));
+        mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+        if (mnt < 0)
+                child_die(a, STEP_VOLUME_MOUNT, errno);
+
+        m = (struct child_msg){ .type = CHILD_MSG_VOLUME };
+        iov = (struct iovec){ .iov_base = &m, .iov_len = sizeof m };
+        mh.msg_iov = &iov;
+        mh.msg_iovlen = 1;
+        mh.msg_control = cbuf;
+        mh.msg_controllen = sizeof cbuf;
+        c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &mnt, sizeof mnt);
+        if (sendmsg(a->sync_fd, &mh, MSG_NOSIGNAL) < 0)
+                child_die(a, STEP_VOLUME_SEND, errno);
         _exit(0);
 }

@@ -100,6 +100,38 @@ static void unstage(const struct sandbox_launch *l, int dir_fd, size_t n)
         }
 }
 
+/*
+ * Attach idmapped read-only copies of the layers (and the first n_binds binds) inside the sandbox
+ * dir, in sbxd's private mount namespace (daemon/main.c unshares it at start); a child's
+ * unshare(CLONE_NEWNS) copies them. (Kernel 6.18 refuses move_mount of a detached tree into a
+ * namespace owned by another user namespace, so they cannot simply be passed as fds.)
+ * *n_staged counts what is attached, also on failure (for unstage).
+ */
+static int stage_mounts(const struct sandbox_launch *l, int userns_fd, int dir_fd, size_t n_binds, size_t *n_staged,
+                        struct sbx_err *err)
+{
+        for (size_t i = 0; i < l->n_lowers + n_binds; i++) {
+                _cleanup_close_ int fd = -EBADF;
+                char name[16];
+                int r;
+
+                if (i < l->n_lowers)
+                        r = idmapped_tree(l->lowers[i], userns_fd, false, &fd, err);
+                else
+                        r = idmapped_tree(l->binds[i - l->n_lowers].source, userns_fd, true, &fd, err);
+                if (r < 0)
+                        return r;
+                stage_name(l, i, name, sizeof name);
+                if (mkdirat(dir_fd, name, 0755) < 0 && errno != EEXIST)
+                        return sbx_err_set(err, -errno, "cannot create staging dir '%s/%s': %m", l->dir, name);
+                if (syscall(SYS_move_mount, fd, "", dir_fd, name, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+                        return sbx_err_set(err, -errno, "cannot attach the template layer at '%s/%s': %m", l->dir,
+                                           name);
+                (*n_staged)++;
+        }
+        return 0;
+}
+
 /* "lowerdir=l0:l1:...,upperdir=upper,workdir=work,userxattr" */
 static int overlay_options(const struct sandbox_launch *l, char *buf, size_t size)
 {
@@ -159,8 +191,7 @@ int sandbox_launch(const struct sandbox_launch *l, struct sandbox_proc *ret, str
 {
         _cleanup_close_ int sock_parent = -EBADF, sock_child = -EBADF, userns_fd = -EBADF;
         _cleanup_close_ int pidfd = -EBADF, dir_fd_rw = -EBADF;
-        int mfds[SBX_SANDBOX_MAX_LOWERS + SBX_SANDBOX_MAX_BINDS];
-        size_t n_mfds = 0, n_staged = 0;
+        size_t n_staged = 0;
         struct child_args args = { .l = l };
         struct clone_args ca = { .flags = CLONE_NEWUSER, .exit_signal = SIGCHLD };
         pid_t outer = -1, init_pid = -1;
@@ -171,8 +202,6 @@ int sandbox_launch(const struct sandbox_launch *l, struct sandbox_proc *ret, str
         char path[64];
         int r, sv[2];
 
-        for (size_t i = 0; i < ELEMENTSOF(mfds); i++)
-                mfds[i] = -EBADF;
         if (l->n_binds > SBX_SANDBOX_MAX_BINDS)
                 return sbx_err_set(err, -E2BIG, "too many binds");
         if (l->n_lowers == 0 || l->n_lowers > SBX_SANDBOX_MAX_LOWERS)
@@ -211,34 +240,9 @@ int sandbox_launch(const struct sandbox_launch *l, struct sandbox_proc *ret, str
                 r = sbx_err_set(err, -errno, "cannot open '%s': %m", path);
                 goto fail;
         }
-        for (size_t i = 0; i < l->n_lowers; i++) {
-                r = idmapped_tree(l->lowers[i], userns_fd, false, &mfds[n_mfds++], err);
-                if (r < 0)
-                        goto fail;
-        }
-        for (size_t i = 0; i < l->n_binds; i++) {
-                r = idmapped_tree(l->binds[i].source, userns_fd, true, &mfds[n_mfds++], err);
-                if (r < 0)
-                        goto fail;
-        }
-        /* Attach the idmapped trees inside the sandbox dir, in sbxd's private mount namespace
-         * (daemon/main.c unshares it at start); the outer child's unshare(CLONE_NEWNS) copies them.
-         * (Kernel 6.18 refuses move_mount of a detached tree into a namespace owned by another
-         * user namespace, so they cannot simply be passed as fds.) */
-        for (size_t i = 0; i < n_mfds; i++) {
-                char name[16];
-                stage_name(l, i, name, sizeof name);
-                if (mkdirat(dir_fd_rw, name, 0755) < 0 && errno != EEXIST) {
-                        r = sbx_err_set(err, -errno, "cannot create staging dir '%s/%s': %m", l->dir, name);
-                        goto fail;
-                }
-                if (syscall(SYS_move_mount, mfds[i], "", dir_fd_rw, name, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
-                        r = sbx_err_set(err, -errno, "cannot attach the template layer at '%s/%s': %m", l->dir, name);
-                        goto fail;
-                }
-                n_staged++;
-                mfds[i] = safe_close(mfds[i]);
-        }
+        r = stage_mounts(l, userns_fd, dir_fd_rw, l->n_binds, &n_staged, err);
+        if (r < 0)
+                goto fail;
         /* sync #1: maps written, cgroups joined, mounts staged */
         r = send_go(sock_parent);
         if (r < 0) {
@@ -294,12 +298,107 @@ int sandbox_launch(const struct sandbox_launch *l, struct sandbox_proc *ret, str
                 r = sbx_err_set(err, r < 0 ? r : -EPROTO, "sbx-init did not become ready%s",
                                 r == -ETIMEDOUT ? " in time" : "");
 fail:
-        for (size_t i = 0; i < ELEMENTSOF(mfds); i++)
-                mfds[i] = safe_close(mfds[i]);
         unstage(l, dir_fd_rw, n_staged);
         kill_and_reap(outer);
         kill_and_reap(init_pid);
         return r;
+}
+
+int sandbox_volume_open(const struct sandbox_launch *l, int *ret_fd, struct sbx_err *err)
+{
+        _cleanup_close_ int sock_parent = -EBADF, sock_child = -EBADF, userns_fd = -EBADF, dir_fd = -EBADF;
+        struct child_args args = { .l = l };
+        struct clone_args ca = { .flags = CLONE_NEWUSER, .exit_signal = SIGCHLD };
+        uint64_t deadline = now_usec() + LAUNCH_TIMEOUT_MS * 1000ULL;
+        char path[64], cbuf[CMSG_SPACE(sizeof(int))];
+        size_t n_staged = 0, n = 0;
+        struct child_msg m;
+        pid_t pid;
+        int r, sv[2], fds[1] = { -EBADF };
+
+        if (l->n_lowers == 0 || l->n_lowers > SBX_SANDBOX_MAX_LOWERS)
+                return sbx_err_set(err, -E2BIG, "a sandbox needs 1 to %d layers, not %zu", SBX_SANDBOX_MAX_LOWERS,
+                                   l->n_lowers);
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+                return sbx_err_set(err, -errno, "cannot create launch socket: %m");
+        sock_parent = sv[0];
+        sock_child = sv[1];
+        dir_fd = open(l->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (dir_fd < 0)
+                return sbx_err_set(err, -errno, "cannot open sandbox dir '%s': %m", l->dir);
+        for (size_t i = 0; i < l->n_lowers; i++) {
+                int k = snprintf(args.overlay_opts + n, sizeof args.overlay_opts - n, "%sl%u", i ? ":" : "",
+                                 (unsigned)i);
+                if (k < 0 || (size_t)k >= sizeof args.overlay_opts - n)
+                        return sbx_err_set(err, -ENAMETOOLONG, "overlay options too long");
+                n += (size_t)k;
+        }
+        args.sync_fd = sock_child;
+        args.parent_pid = getpid();
+
+        pid = (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
+        if (pid < 0)
+                return sbx_err_set(err, -errno, "cannot clone into a new user namespace: %m");
+        if (pid == 0)
+                child_volume(&args); /* never returns */
+        sock_child = safe_close(sock_child);
+
+        r = write_id_maps(pid, l->uid_base, err);
+        if (r < 0)
+                goto out;
+        snprintf(path, sizeof path, "/proc/%d/ns/user", (int)pid);
+        userns_fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (userns_fd < 0) {
+                r = sbx_err_set(err, -errno, "cannot open '%s': %m", path);
+                goto out;
+        }
+        r = stage_mounts(l, userns_fd, dir_fd, 0, &n_staged, err);
+        if (r < 0)
+                goto out;
+        r = send_go(sock_parent);
+        if (r < 0) {
+                sbx_err_set(err, r, "cannot start the volume child: %s", strerror(-r));
+                goto out;
+        }
+        for (;;) {
+                struct iovec iov = { .iov_base = &m, .iov_len = sizeof m };
+                struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+                                     .msg_controllen = sizeof cbuf };
+                struct pollfd p = { .fd = sock_parent, .events = POLLIN };
+                uint64_t now = now_usec();
+                bool bad = false;
+                ssize_t got;
+
+                r = poll(&p, 1, now >= deadline ? 0 : (int)((deadline - now) / 1000) + 1);
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r <= 0) {
+                        r = sbx_err_set(err, r < 0 ? -errno : -ETIMEDOUT, "the volume child did not answer");
+                        goto out;
+                }
+                got = recvmsg(sock_parent, &mh, MSG_CMSG_CLOEXEC);
+                if (got < 0 && errno == EINTR)
+                        continue;
+                (void)cmsg_take_fds(&mh, fds, 1, &bad);
+                if (got == (ssize_t)sizeof m && m.type == CHILD_MSG_VOLUME && fds[0] >= 0 && !bad) {
+                        r = 0;
+                } else if (got == (ssize_t)sizeof m && m.type == CHILD_MSG_ERROR) {
+                        r = sbx_err_set(err, -(m.error ? m.error : EIO), "cannot mount the stopped sandbox's files at '%s': %s",
+                                        child_step_to_string(m.step), strerror(m.error));
+                } else {
+                        r = sbx_err_set(err, -EPROTO, "the volume child vanished");
+                }
+                break;
+        }
+out:
+        unstage(l, dir_fd, n_staged);
+        kill_and_reap(pid);
+        if (r < 0) {
+                safe_close(fds[0]);
+                return r;
+        }
+        *ret_fd = fds[0];
+        return 0;
 }
 
 int sandbox_dirs_prepare(const char *dir, uid_t uid, struct sbx_err *err)

@@ -58,6 +58,15 @@ struct sandbox_proc {
  * killed and reaped (cgroups are the caller's to remove). */
 int sandbox_launch(const struct sandbox_launch *l, struct sandbox_proc *ret, struct sbx_err *err);
 
+/*
+ * The files of a stopped sandbox: its overlay (l->lowers over <dir>/upper, as a launch would mount
+ * it, without binds) mounted by a short-lived child in a user namespace with the sandbox's id map,
+ * as a detached mount whose fd (*ret_fd, the root directory; owned by the caller) keeps it alive.
+ * Uses only l->dir, lowers, n_lowers, uid_base. Never while the sandbox runs: the upper dir must
+ * not be in two overlays at once (the caller serialises with start). Blocking, a few ms.
+ */
+int sandbox_volume_open(const struct sandbox_launch *l, int *ret_fd, struct sbx_err *err);
+
 /* mkdir <dir>/{upper,work,merged} owned by uid (upper/work) — idempotent. */
 int sandbox_dirs_prepare(const char *dir, uid_t uid, struct sbx_err *err);
 /* rm -rf dir without following symlinks (the upper is written by the sandbox). Blocking. */
@@ -70,4 +79,5 @@ int proc_pidfd_verified(pid_t pid, uint64_t start_time, int *ret_pidfd);
 
 /* --- internal to sandbox/ --- */
 struct child_args;
-int child_outer(void *arg); /* runs in the cloned outer child; never returns */
+int child_outer(void *arg);  /* runs in the cloned outer child; never returns */
+int child_volume(void *arg); /* the child of sandbox_volume_open; never returns */

@@ -33,6 +33,8 @@ static const struct {
         { -SBX_E_INTERNAL, 500, "internal" },
         { -SBX_E_METHOD_NOT_ALLOWED, 405, "method_not_allowed" },
         { -SBX_E_HEADERS_TOO_LARGE, 431, "headers_too_large" },
+        { -SBX_E_FORBIDDEN, 403, "forbidden" },
+        { -SBX_E_RANGE, 416, "range_not_satisfiable" },
 };
 
 static bool snake_case(const char *s)

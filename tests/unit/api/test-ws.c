@@ -1,0 +1,994 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Tests for src/api/ws.c. The pure parts (ws-internal.h): the accept key (RFC 6455's example),
+ * frame headers at lengths 0/125/126/65535/65536, masking, refusing unmasked, reserved-bit,
+ * oversize and malformed control frames, token lists, the handshake checks, close payloads. Then
+ * the real thing: http_server on a libuv loop with a route that calls ws_accept(), driven by a
+ * plain-socket client thread: the 101 and its headers, frames queued before the upgrade, ping ->
+ * pong, ignored data and fragmented frames, a ping sent right behind the handshake (the server's
+ * "extra" bytes), client close, server close with and without an answer (2 s deadline), 1002 and
+ * 1009, a client that just leaves, -ENOBUFS back-pressure, bad handshakes (400 on a connection
+ * that stays usable), server stop under open sockets ("going away", 1001). Every accepted socket
+ * must see closed() exactly once, and the server must still serve plain requests afterwards.
+ *
+ * The client thread never calls cmocka (its asserts longjmp): it records the first failed check
+ * and the main thread asserts on that after the loop ends.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "api/router.h"
+#include "api/server.h"
+#include "api/ws-internal.h"
+#include "api/ws.h"
+#include "common/cleanup.h"
+#include "common/util.h"
+
+/* ------------------------------------------------------------------------------------------ */
+/* pure parts */
+
+static void test_accept_key(void **state)
+{
+        char out[WS_ACCEPT_LEN + 1];
+
+        /* RFC 6455 §1.3 (checked with: printf %s KEY+GUID | openssl sha1 -binary | base64) */
+        assert_int_equal(ws__accept_key("dGhlIHNhbXBsZSBub25jZQ==", out), 0);
+        assert_string_equal(out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_int_equal(ws__accept_key(NULL, out), -EINVAL);
+        assert_int_equal(ws__accept_key("", out), -EINVAL);
+        assert_int_equal(ws__accept_key("dGhlIHNhbXBsZSBub25jZQ=", out), -EINVAL);   /* 23 chars */
+        assert_int_equal(ws__accept_key("dGhlIHNhbXBsZSBub25jZSE=", out), -EINVAL);  /* 17 bytes */
+        assert_int_equal(ws__accept_key("dGhlIHNhbXBsZSBub25j!Q==", out), -EINVAL);  /* alphabet */
+        assert_int_equal(ws__accept_key("dGhlIHNhbXBsZSBub25jZQ==x", out), -EINVAL); /* 25 chars */
+}
+
+static void check_roundtrip(uint64_t len, size_t want_hl)
+{
+        static const uint8_t mask[4] = { 0x11, 0x22, 0x33, 0x44 };
+        uint8_t buf[WS_MAX_HEADER];
+        struct ws_frame f;
+        size_t hl;
+
+        /* server form: unmasked, shortest length encoding */
+        hl = ws__encode_header(buf, true, WS_OP_TEXT, len, NULL);
+        assert_int_equal(hl, want_hl);
+        assert_int_equal(buf[0], 0x81);
+        assert_int_equal(buf[1] & 0x80, 0);
+        if (len < 126)
+                assert_int_equal(buf[1], len);
+        else if (len <= 0xffff) {
+                assert_int_equal(buf[1], 126);
+                assert_int_equal((buf[2] << 8) | buf[3], len);
+        } else {
+                uint64_t v = 0;
+
+                assert_int_equal(buf[1], 127);
+                for (int i = 0; i < 8; i++)
+                        v = v << 8 | buf[2 + i];
+                assert_int_equal(v, len);
+        }
+        /* an unmasked frame is refused by the (client-frame) parser */
+        assert_int_equal(ws__parse_header(buf, hl, &f), -EPROTO);
+
+        /* client form: masked, parses back */
+        hl = ws__encode_header(buf, false, WS_OP_BINARY, len, mask);
+        assert_int_equal(hl, want_hl + 4);
+        if (len > WS_MAX_IN_PAYLOAD) {
+                assert_int_equal(ws__parse_header(buf, hl, &f), -EMSGSIZE);
+                return;
+        }
+        for (size_t n = 0; n < hl; n++)
+                assert_int_equal(ws__parse_header(buf, n, &f), 0); /* needs more */
+        assert_int_equal(ws__parse_header(buf, hl, &f), (int)hl);
+        assert_false(f.fin);
+        assert_int_equal(f.opcode, WS_OP_BINARY);
+        assert_true(f.masked);
+        assert_int_equal(f.len, len);
+        assert_int_equal(f.header_len, hl);
+        assert_memory_equal(f.mask, mask, 4);
+}
+
+static void test_header_lengths(void **state)
+{
+        check_roundtrip(0, 2);
+        check_roundtrip(125, 2);
+        check_roundtrip(126, 4);
+        check_roundtrip(65535, 4);
+        check_roundtrip(WS_MAX_IN_PAYLOAD, 4 + (WS_MAX_IN_PAYLOAD > 0xffff ? 6 : 0));
+        check_roundtrip(65536, 10);
+        check_roundtrip(WS_MAX_IN_PAYLOAD + 1, 10);
+        check_roundtrip(1ULL << 40, 10);
+}
+
+static void test_header_refused(void **state)
+{
+        static const uint8_t mask[4] = { 1, 2, 3, 4 };
+        uint8_t b[WS_MAX_HEADER];
+        struct ws_frame f;
+        size_t hl;
+
+        /* reserved bits */
+        hl = ws__encode_header(b, true, WS_OP_TEXT, 3, mask);
+        b[0] |= 0x40;
+        assert_int_equal(ws__parse_header(b, hl, &f), -EPROTO);
+        /* reserved opcodes */
+        for (unsigned op = 3; op < 16; op++) {
+                if (op == WS_OP_CLOSE || op == WS_OP_PING || op == WS_OP_PONG)
+                        continue;
+                hl = ws__encode_header(b, true, op, 3, mask);
+                assert_int_equal(ws__parse_header(b, hl, &f), -EPROTO);
+        }
+        /* control frames: at most 125 bytes, never fragmented */
+        hl = ws__encode_header(b, true, WS_OP_PING, 125, mask);
+        assert_int_equal(ws__parse_header(b, hl, &f), (int)hl);
+        hl = ws__encode_header(b, true, WS_OP_PING, 126, mask);
+        assert_int_equal(ws__parse_header(b, hl, &f), -EPROTO);
+        hl = ws__encode_header(b, false, WS_OP_CLOSE, 2, mask);
+        assert_int_equal(ws__parse_header(b, hl, &f), -EPROTO);
+        /* unmasked: refused as soon as the first two bytes are there */
+        hl = ws__encode_header(b, true, WS_OP_CLOSE, 2, NULL);
+        assert_int_equal(ws__parse_header(b, 2, &f), -EPROTO);
+        /* a 64-bit length with the top bit set */
+        hl = ws__encode_header(b, true, WS_OP_TEXT, 1ULL << 63, mask);
+        assert_int_equal(ws__parse_header(b, hl, &f), -EPROTO);
+        /* oversize is known from the header alone */
+        hl = ws__encode_header(b, true, WS_OP_TEXT, WS_MAX_IN_PAYLOAD + 1, mask);
+        assert_int_equal(ws__parse_header(b, hl, &f), -EMSGSIZE);
+}
+
+static void test_mask(void **state)
+{
+        static const uint8_t mask[4] = { 0x37, 0xfa, 0x21, 0x3d };
+        uint8_t data[11], whole[11];
+
+        /* RFC 6455 §5.7: a masked "Hello" */
+        memcpy(data, "Hello", 5);
+        ws__mask(data, 5, mask, 0);
+        assert_memory_equal(data, "\x7f\x9f\x4d\x51\x58", 5);
+        ws__mask(data, 5, mask, 0);
+        assert_memory_equal(data, "Hello", 5);
+        /* in pieces at any offset == in one go */
+        memcpy(whole, "hello world", 11);
+        memcpy(data, whole, 11);
+        ws__mask(whole, 11, mask, 0);
+        ws__mask(data, 3, mask, 0);
+        ws__mask(data + 3, 5, mask, 3);
+        ws__mask(data + 8, 3, mask, 8);
+        assert_memory_equal(data, whole, 11);
+}
+
+static void test_tokens_and_handshake(void **state)
+{
+        static const char *key = "dGhlIHNhbXBsZSBub25jZQ==";
+        struct sbx_err err = { 0 };
+
+        assert_true(ws__has_token("Upgrade", "upgrade"));
+        assert_true(ws__has_token("keep-alive, Upgrade", "upgrade"));
+        assert_true(ws__has_token("keep-alive,\tUPGRADE ,x", "upgrade"));
+        assert_false(ws__has_token("keep-alive", "upgrade"));
+        assert_false(ws__has_token("upgrades", "upgrade"));
+        assert_false(ws__has_token("", "upgrade"));
+        assert_false(ws__has_token(NULL, "upgrade"));
+        assert_false(ws__has_token("up grade", "upgrade"));
+
+        assert_int_equal(ws__check_handshake("GET", "websocket", "Upgrade", "13", key, &err), 0);
+        assert_int_equal(ws__check_handshake("GET", "WebSocket", "keep-alive, upgrade", "13", key, &err), 0);
+        assert_int_equal(err.code, 0);
+        assert_int_equal(ws__check_handshake("POST", "websocket", "Upgrade", "13", key, &err), -SBX_E_INVALID);
+        assert_string_equal(err.reason, "bad_websocket_handshake");
+        assert_true(err.msg[0]);
+        sbx_err_clear(&err);
+        assert_int_equal(ws__check_handshake("GET", "h2c", "Upgrade", "13", key, &err), -SBX_E_INVALID);
+        assert_int_equal(ws__check_handshake("GET", "websocket", "keep-alive", "13", key, NULL), -SBX_E_INVALID);
+        assert_int_equal(ws__check_handshake("GET", "websocket", NULL, "13", key, NULL), -SBX_E_INVALID);
+        assert_int_equal(ws__check_handshake("GET", "websocket", "Upgrade", "8", key, NULL), -SBX_E_INVALID);
+        assert_int_equal(ws__check_handshake("GET", "websocket", "Upgrade", NULL, key, NULL), -SBX_E_INVALID);
+        assert_int_equal(ws__check_handshake("GET", "websocket", "Upgrade", "13", NULL, NULL), -SBX_E_INVALID);
+        assert_int_equal(ws__check_handshake("GET", "websocket", "Upgrade", "13", "c2hvcnQ=", NULL), -SBX_E_INVALID);
+}
+
+static void test_close_payload(void **state)
+{
+        uint8_t b[WS_MAX_CONTROL_PAYLOAD];
+        char reason[200];
+        size_t n;
+
+        assert_true(ws__close_code_valid(1000));
+        assert_true(ws__close_code_valid(1011));
+        assert_true(ws__close_code_valid(4999));
+        assert_false(ws__close_code_valid(999));
+        assert_false(ws__close_code_valid(1005));
+        assert_false(ws__close_code_valid(1006));
+        assert_false(ws__close_code_valid(1015));
+        assert_false(ws__close_code_valid(2000));
+        assert_false(ws__close_code_valid(5000));
+
+        assert_int_equal(ws__close_payload(b, 0, "x"), 0);
+        assert_int_equal(ws__close_payload(b, 1006, "x"), 0);
+        n = ws__close_payload(b, 1000, "bye");
+        assert_int_equal(n, 5);
+        assert_memory_equal(b, "\003\350bye", 5); /* 1000 = 0x03e8 */
+        assert_int_equal(ws__close_payload(b, 1001, NULL), 2);
+
+        /* 200 bytes of "é" (2 bytes each): cut to 122 bytes, not in the middle of a character */
+        for (size_t i = 0; i < sizeof reason - 1; i += 2)
+                memcpy(reason + i, "\xc3\xa9", 2);
+        reason[sizeof reason - 1] = '\0';
+        n = ws__close_payload(b, 1000, reason);
+        assert_int_equal(n, 2 + 122);
+        assert_true(utf8_valid((const char *)b + 2, n - 2));
+        memset(reason, 'a', sizeof reason - 1);
+        assert_int_equal(ws__close_payload(b, 1000, reason), 2 + WS_MAX_CLOSE_REASON);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* the server side (handlers on the loop thread) */
+
+#define KEY "dGhlIHNhbXBsZSBub25jZQ=="
+#define ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+#define FLOOD_FRAME 16384
+
+struct fixture {
+        uv_loop_t loop;
+        uv_async_t done;
+        struct http_server *srv;
+        unsigned port;
+        void (*client)(struct fixture *f);
+        char failure[512];
+        int accepted;     /* ws_accept succeeded (atomic) */
+        int closed;       /* closed() calls (atomic) */
+        int flood_frames; /* frames queued by /ws?mode=flood before -ENOBUFS */
+        int epipe_ok;     /* ws_send_text gave -EPIPE after ws_close */
+        int leftover[2];  /* client sockets left open for the server stop to close */
+};
+
+static int atomic_get(const int *p)
+{
+        return __atomic_load_n(p, __ATOMIC_SEQ_CST);
+}
+
+static void atomic_inc(int *p)
+{
+        (void)__atomic_add_fetch(p, 1, __ATOMIC_SEQ_CST);
+}
+
+struct sock_ctx {
+        struct fixture *f;
+        struct ws_conn *ws;
+        uv_timer_t timer;
+        int ticks;
+        int closed_calls;
+};
+
+static void sock_ctx_free(uv_handle_t *h)
+{
+        free(h->data);
+}
+
+static void on_ws_closed(struct ws_conn *c, void *data)
+{
+        struct sock_ctx *x = data;
+
+        /* calls on a closed connection are harmless */
+        if (ws_send_text(c, "x", 1) != -EPIPE || ws_ping(c) != -EPIPE)
+                snprintf(x->f->failure, sizeof x->f->failure, "send after closed() did not fail");
+        ws_close(c, 1000, NULL);
+        atomic_inc(&x->f->closed);
+        (void)uv_timer_stop(&x->timer);
+        uv_close((uv_handle_t *)&x->timer, sock_ctx_free);
+}
+
+static void tick(uv_timer_t *t)
+{
+        struct sock_ctx *x = t->data;
+        char msg[32];
+
+        snprintf(msg, sizeof msg, "tick %d", x->ticks);
+        (void)ws_send_text(x->ws, msg, strlen(msg));
+        if (++x->ticks == 3) {
+                (void)uv_timer_stop(t);
+                ws_close(x->ws, 1001, "going away");
+        }
+}
+
+static void h_ws(struct http_request *req)
+{
+        struct fixture *f = http_request_app(req);
+        const char *mode = http_request_query(req, "mode") ?: "";
+        struct sbx_err err = { 0 };
+        struct sock_ctx *x = calloc(1, sizeof *x);
+
+        if (!x)
+                return http_reply_errorf(req, -ENOMEM, NULL, "out of memory");
+        x->f = f;
+        if (ws_accept(req, on_ws_closed, x, &x->ws, &err) < 0) {
+                free(x);
+                return http_reply_error(req, &err);
+        }
+        atomic_inc(&f->accepted);
+        (void)uv_timer_init(http_request_loop(req), &x->timer);
+        x->timer.data = x;
+        /* queued before the upgrade: sent once the socket is handed over */
+        (void)ws_send_text(x->ws, "hello", 5);
+        if (strcmp(mode, "close") == 0) {
+                ws_close(x->ws, 1000, "bye");
+                if (ws_send_text(x->ws, "late", 4) == -EPIPE)
+                        atomic_inc(&f->epipe_ok);
+        } else if (strcmp(mode, "ticks") == 0)
+                (void)uv_timer_start(&x->timer, tick, 10, 10);
+        else if (strcmp(mode, "flood") == 0) {
+                static char block[FLOOD_FRAME];
+                int r, n = 0;
+
+                memset(block, 'f', sizeof block);
+                while ((r = ws_send_text(x->ws, block, sizeof block)) == 0)
+                        n++;
+                if (r == -ENOBUFS)
+                        f->flood_frames = n;
+                if (ws_send_text(x->ws, block, SBX_STREAM_BUFFER + 1) != -EMSGSIZE)
+                        f->flood_frames = -1;
+        }
+}
+
+static void h_hello(struct http_request *req)
+{
+        http_reply_data(req, 200, "text/plain", "hi\n", 3);
+}
+
+static const struct route routes[] = {
+        { HTTP_GET, "/ws", h_ws, false, "ws", false },
+        { HTTP_GET, "/hello", h_hello, false, "hello", false },
+};
+
+/* ------------------------------------------------------------------------------------------ */
+/* client thread */
+
+#define CHECK(f, cond)                                                                                              \
+        do {                                                                                                        \
+                if (!(cond)) {                                                                                      \
+                        if (!(f)->failure[0])                                                                       \
+                                snprintf((f)->failure, sizeof(f)->failure, "%s:%d: %s", __FILE__, __LINE__, #cond); \
+                        goto out;                                                                                   \
+                }                                                                                                   \
+        } while (0)
+
+struct client {
+        int fd;
+        uint8_t buf[1 << 17];
+        size_t len;
+};
+
+struct frame {
+        unsigned opcode;
+        bool fin;
+        uint8_t *data; /* NUL-terminated copy */
+        size_t len;
+};
+
+static int client_connect(struct client *c, unsigned port)
+{
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+        struct timeval tv = { .tv_sec = 5 };
+
+        c->len = 0;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (c->fd < 0)
+                return -errno;
+        (void)setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        (void)setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        return connect(c->fd, (struct sockaddr *)&a, sizeof a) < 0 ? -errno : 0;
+}
+
+static void client_close(struct client *c)
+{
+        if (c->fd >= 0)
+                close(c->fd);
+        c->fd = -1;
+}
+
+static int client_fill(struct client *c)
+{
+        ssize_t n;
+
+        if (c->len == sizeof c->buf)
+                return -ENOBUFS;
+        n = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
+        if (n < 0)
+                return -errno;
+        c->len += (size_t)n;
+        return (int)n;
+}
+
+static void client_consume(struct client *c, size_t n)
+{
+        memmove(c->buf, c->buf + n, c->len - n);
+        c->len -= n;
+}
+
+static int client_need(struct client *c, size_t n)
+{
+        while (c->len < n) {
+                int r = client_fill(c);
+
+                if (r <= 0)
+                        return r == 0 ? -EPIPE : r;
+        }
+        return 0;
+}
+
+/* Read the response head into head (NUL-terminated). Returns the status or -errno. */
+static int read_head(struct client *c, char *head, size_t size)
+{
+        for (;;) {
+                uint8_t *end = memmem(c->buf, c->len, "\r\n\r\n", 4);
+                int status;
+
+                if (end) {
+                        size_t n = (size_t)(end - c->buf) + 4;
+
+                        if (n >= size)
+                                return -ENOBUFS;
+                        memcpy(head, c->buf, n);
+                        head[n] = '\0';
+                        client_consume(c, n);
+                        return sscanf(head, "HTTP/1.1 %d", &status) == 1 ? status : -EPROTO;
+                }
+                int r = client_fill(c);
+                if (r <= 0)
+                        return r == 0 ? -EPIPE : r;
+        }
+}
+
+static bool head_has(const char *head, const char *line)
+{
+        return strcasestr(head, line) != NULL;
+}
+
+static int handshake(struct client *c, unsigned port, const char *path, char *head, size_t size)
+{
+        char req[512];
+        int r = client_connect(c, port);
+
+        if (r < 0)
+                return r;
+        snprintf(req, sizeof req,
+                 "GET %s HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Key: " KEY "\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                 path);
+        r = write_all(c->fd, req, strlen(req));
+        if (r < 0)
+                return r;
+        return read_head(c, head, size);
+}
+
+/* A masked client frame with any header bits (for the protocol-error cases, raw b0). */
+static int send_frame_raw(struct client *c, uint8_t b0, const void *data, size_t len, bool mask)
+{
+        static const uint8_t key[4] = { 0xa1, 0xb2, 0xc3, 0xd4 };
+        uint8_t hdr[WS_MAX_HEADER], *p = malloc(len + 1);
+        size_t hl = ws__encode_header(hdr, true, 0, len, mask ? key : NULL);
+        int r;
+
+        if (!p)
+                return -ENOMEM;
+        hdr[0] = b0;
+        memcpy(p, data, len);
+        if (mask)
+                ws__mask(p, len, key, 0);
+        r = write_all(c->fd, hdr, hl);
+        if (r == 0 && len > 0)
+                r = write_all(c->fd, p, len);
+        free(p);
+        return r;
+}
+
+static int send_frame(struct client *c, unsigned opcode, bool fin, const void *data, size_t len)
+{
+        return send_frame_raw(c, (uint8_t)((fin ? 0x80 : 0) | opcode), data, len, true);
+}
+
+static int send_close(struct client *c, uint16_t code)
+{
+        uint8_t p[2] = { (uint8_t)(code >> 8), (uint8_t)code };
+
+        return send_frame(c, WS_OP_CLOSE, true, p, 2);
+}
+
+/* Read one server frame (must be unmasked). */
+static int read_frame(struct client *c, struct frame *fr)
+{
+        uint64_t len;
+        size_t hl = 2;
+        int r;
+
+        free(fr->data);
+        memset(fr, 0, sizeof *fr);
+        r = client_need(c, 2);
+        if (r < 0)
+                return r;
+        if (c->buf[1] & 0x80)
+                return -EPROTO; /* servers never mask */
+        len = c->buf[1] & 0x7f;
+        hl += len == 126 ? 2 : len == 127 ? 8 : 0;
+        r = client_need(c, hl);
+        if (r < 0)
+                return r;
+        if (len == 126)
+                len = (uint64_t)c->buf[2] << 8 | c->buf[3];
+        else if (len == 127) {
+                len = 0;
+                for (int i = 0; i < 8; i++)
+                        len = len << 8 | c->buf[2 + i];
+        }
+        if (hl + len > sizeof c->buf)
+                return -EMSGSIZE;
+        r = client_need(c, hl + len);
+        if (r < 0)
+                return r;
+        fr->fin = c->buf[0] & 0x80;
+        fr->opcode = c->buf[0] & 0x0f;
+        fr->len = len;
+        fr->data = malloc(len + 1);
+        if (!fr->data)
+                return -ENOMEM;
+        memcpy(fr->data, c->buf + hl, len);
+        fr->data[len] = '\0';
+        client_consume(c, hl + len);
+        return 0;
+}
+
+static bool frame_is(const struct frame *fr, unsigned opcode, const char *text)
+{
+        return fr->opcode == opcode && fr->fin && fr->len == strlen(text) && memcmp(fr->data, text, fr->len) == 0;
+}
+
+static unsigned close_code(const struct frame *fr)
+{
+        return fr->opcode == WS_OP_CLOSE && fr->len >= 2 ? (unsigned)fr->data[0] << 8 | fr->data[1] : 0;
+}
+
+static bool at_eof(struct client *c)
+{
+        int r;
+
+        if (c->len > 0)
+                return false;
+        r = client_fill(c);
+        return r == 0 || r == -ECONNRESET;
+}
+
+static bool wait_count(const int *p, int want)
+{
+        for (int i = 0; i < 600 && atomic_get(p) < want; i++)
+                usleep(5000);
+        return atomic_get(p) == want;
+}
+
+/* Plain HTTP still works on a fresh connection. */
+static bool plain_ok(struct fixture *f)
+{
+        static const char req[] = "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n";
+        struct client c = { .fd = -1 };
+        char head[4096];
+        bool ok;
+
+        ok = client_connect(&c, f->port) == 0 && write_all(c.fd, req, sizeof req - 1) == 0 &&
+             read_head(&c, head, sizeof head) == 200;
+        client_close(&c);
+        return ok;
+}
+
+static void c_basic(struct fixture *f)
+{
+        static struct client c = { .fd = -1 };
+        struct frame fr = { 0 };
+        char head[4096];
+
+        CHECK(f, handshake(&c, f->port, "/ws", head, sizeof head) == 101);
+        CHECK(f, head_has(head, "\r\nUpgrade: websocket\r\n"));
+        CHECK(f, head_has(head, "\r\nConnection: Upgrade\r\n"));
+        CHECK(f, head_has(head, "\r\nSec-WebSocket-Accept: " ACCEPT "\r\n"));
+        CHECK(f, !head_has(head, "Content-Length") && !head_has(head, "Transfer-Encoding"));
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, WS_OP_TEXT, "hello"));
+        /* data frames and a fragmented message (with a ping inside) are read and ignored */
+        CHECK(f, send_frame(&c, WS_OP_TEXT, true, "ignored", 7) == 0);
+        CHECK(f, send_frame(&c, WS_OP_BINARY, false, "part1", 5) == 0);
+        CHECK(f, send_frame(&c, WS_OP_PING, true, "mid", 3) == 0);
+        CHECK(f, send_frame(&c, WS_OP_CONT, false, "part2", 5) == 0);
+        CHECK(f, send_frame(&c, WS_OP_CONT, true, "part3", 5) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, WS_OP_PONG, "mid"));
+        {
+                /* a 60 KiB frame (16-bit length) arrives in pieces */
+                static char big[60000];
+
+                memset(big, 'b', sizeof big);
+                CHECK(f, send_frame(&c, WS_OP_TEXT, true, big, sizeof big) == 0);
+        }
+        CHECK(f, send_frame(&c, WS_OP_PING, true, "abc", 3) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, WS_OP_PONG, "abc"));
+        CHECK(f, send_frame(&c, WS_OP_PONG, true, "", 0) == 0); /* unsolicited: ignored */
+        CHECK(f, send_close(&c, 1000) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && close_code(&fr) == 1000);
+        CHECK(f, at_eof(&c));
+        CHECK(f, wait_count(&f->closed, 1));
+        CHECK(f, plain_ok(f));
+out:
+        free(fr.data);
+        client_close(&c);
+}
+
+static void c_extra_and_ticks(struct fixture *f)
+{
+        static struct client c = { .fd = -1 };
+        static const uint8_t ping[] = { 0x89, 0x82, 0, 0, 0, 0, 'h', 'i' }; /* masked with 0000 */
+        struct frame fr = { 0 };
+        char head[4096], req[512];
+
+        /* the handshake and a ping in one write: the ping reaches ws.c as MHD's "extra" bytes */
+        CHECK(f, client_connect(&c, f->port) == 0);
+        snprintf(req, sizeof req,
+                 "GET /ws?mode=ticks HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n"
+                 "Sec-WebSocket-Key: " KEY "\r\nSec-WebSocket-Version: 13\r\n\r\n");
+        {
+                char all[600];
+                size_t n = strlen(req);
+
+                memcpy(all, req, n);
+                memcpy(all + n, ping, sizeof ping);
+                CHECK(f, write_all(c.fd, all, n + sizeof ping) == 0);
+        }
+        CHECK(f, read_head(&c, head, sizeof head) == 101);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, WS_OP_TEXT, "hello"));
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, WS_OP_PONG, "hi"));
+        /* frames sent after the upgrade, then the server's close (1001) */
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, WS_OP_TEXT, "tick 0"));
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, WS_OP_TEXT, "tick 1"));
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, WS_OP_TEXT, "tick 2"));
+        CHECK(f, read_frame(&c, &fr) == 0 && close_code(&fr) == 1001);
+        CHECK(f, fr.len == 2 + strlen("going away") && memcmp(fr.data + 2, "going away", fr.len - 2) == 0);
+        CHECK(f, send_close(&c, 1001) == 0);
+        CHECK(f, at_eof(&c));
+        CHECK(f, wait_count(&f->closed, 1));
+out:
+        free(fr.data);
+        client_close(&c);
+}
+
+static void c_server_close(struct fixture *f)
+{
+        static struct client c = { .fd = -1 };
+        struct frame fr = { 0 };
+        char head[4096];
+        uint64_t t0;
+
+        /* closed before the upgrade: hello, close; the client answers */
+        CHECK(f, handshake(&c, f->port, "/ws?mode=close", head, sizeof head) == 101);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, WS_OP_TEXT, "hello"));
+        CHECK(f, read_frame(&c, &fr) == 0 && close_code(&fr) == 1000 && memcmp(fr.data + 2, "bye", 3) == 0);
+        CHECK(f, atomic_get(&f->epipe_ok) == 1);
+        CHECK(f, send_close(&c, 1000) == 0);
+        CHECK(f, at_eof(&c));
+        CHECK(f, wait_count(&f->closed, 1));
+        client_close(&c);
+
+        /* the client never answers: the server gives up after 2 s */
+        CHECK(f, handshake(&c, f->port, "/ws?mode=close", head, sizeof head) == 101);
+        t0 = now_usec();
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, WS_OP_TEXT, "hello"));
+        CHECK(f, read_frame(&c, &fr) == 0 && close_code(&fr) == 1000);
+        CHECK(f, at_eof(&c));
+        CHECK(f, now_usec() - t0 >= (WS_CLOSE_TIMEOUT_MS - 100) * 1000ULL);
+        CHECK(f, now_usec() - t0 < (WS_CLOSE_TIMEOUT_MS + 2000) * 1000ULL);
+        CHECK(f, wait_count(&f->closed, 2));
+        CHECK(f, plain_ok(f));
+out:
+        free(fr.data);
+        client_close(&c);
+}
+
+static void c_protocol_errors(struct fixture *f)
+{
+        static struct client c = { .fd = -1 };
+        struct frame fr = { 0 };
+        char head[4096];
+        uint8_t hdr[WS_MAX_HEADER];
+        static const uint8_t key[4] = { 1, 2, 3, 4 };
+        size_t hl;
+
+        /* unmasked */
+        CHECK(f, handshake(&c, f->port, "/ws", head, sizeof head) == 101);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, WS_OP_TEXT, "hello"));
+        CHECK(f, send_frame_raw(&c, 0x81, "plain", 5, false) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && close_code(&fr) == 1002);
+        CHECK(f, at_eof(&c));
+        client_close(&c);
+
+        /* a frame over 64 KiB: refused from its header */
+        CHECK(f, handshake(&c, f->port, "/ws", head, sizeof head) == 101);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, WS_OP_TEXT, "hello"));
+        hl = ws__encode_header(hdr, true, WS_OP_BINARY, WS_MAX_IN_PAYLOAD + 1, key);
+        CHECK(f, write_all(c.fd, hdr, hl) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && close_code(&fr) == 1009);
+        CHECK(f, at_eof(&c));
+        client_close(&c);
+
+        /* a continuation frame with no message open */
+        CHECK(f, handshake(&c, f->port, "/ws", head, sizeof head) == 101);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, WS_OP_TEXT, "hello"));
+        CHECK(f, send_frame(&c, WS_OP_CONT, true, "x", 1) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && close_code(&fr) == 1002);
+        CHECK(f, at_eof(&c));
+        client_close(&c);
+
+        /* an unmasked frame right behind the handshake: failed from inside the upgrade callback */
+        CHECK(f, client_connect(&c, f->port) == 0);
+        {
+                static const char req[] = "GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                                          "Sec-WebSocket-Key: " KEY "\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                                          "\x81\x02hi";
+
+                CHECK(f, write_all(c.fd, req, sizeof req - 1) == 0);
+        }
+        CHECK(f, read_head(&c, head, sizeof head) == 101);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, WS_OP_TEXT, "hello"));
+        CHECK(f, read_frame(&c, &fr) == 0 && close_code(&fr) == 1002);
+        CHECK(f, at_eof(&c));
+        client_close(&c);
+
+        /* a close frame with a code nobody may send */
+        CHECK(f, handshake(&c, f->port, "/ws", head, sizeof head) == 101);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, WS_OP_TEXT, "hello"));
+        CHECK(f, send_close(&c, 1005) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && close_code(&fr) == 1002);
+        CHECK(f, at_eof(&c));
+        CHECK(f, wait_count(&f->closed, 5));
+out:
+        free(fr.data);
+        client_close(&c);
+}
+
+static void c_leave_and_flood(struct fixture *f)
+{
+        static struct client c = { .fd = -1 };
+        struct frame fr = { 0 };
+        char head[4096];
+        int n = 0;
+
+        /* the client just goes away */
+        CHECK(f, handshake(&c, f->port, "/ws", head, sizeof head) == 101);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, WS_OP_TEXT, "hello"));
+        client_close(&c);
+        CHECK(f, wait_count(&f->closed, 1));
+
+        /* back-pressure: the handler queued frames until -ENOBUFS; all of them arrive */
+        CHECK(f, handshake(&c, f->port, "/ws?mode=flood", head, sizeof head) == 101);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, WS_OP_TEXT, "hello"));
+        CHECK(f, f->flood_frames > 0 && f->flood_frames <= SBX_STREAM_BUFFER / FLOOD_FRAME);
+        CHECK(f, f->flood_frames >= SBX_STREAM_BUFFER / (FLOOD_FRAME + WS_MAX_HEADER) - 1);
+        for (; n < f->flood_frames; n++) {
+                CHECK(f, read_frame(&c, &fr) == 0 && fr.opcode == WS_OP_TEXT && fr.len == FLOOD_FRAME);
+                CHECK(f, fr.data[0] == 'f' && fr.data[FLOOD_FRAME - 1] == 'f');
+        }
+        CHECK(f, send_close(&c, 1000) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && close_code(&fr) == 1000);
+        CHECK(f, at_eof(&c));
+        CHECK(f, wait_count(&f->closed, 2));
+out:
+        free(fr.data);
+        client_close(&c);
+}
+
+static void c_bad_handshakes(struct fixture *f)
+{
+        static struct client c = { .fd = -1 };
+        static const char *const bad[] = {
+                /* no key */
+                "GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n",
+                /* old version */
+                "GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: " KEY "\r\nSec-WebSocket-Version: 8\r\n\r\n",
+                /* no Connection: upgrade */
+                "GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n"
+                "Sec-WebSocket-Key: " KEY "\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                /* a plain GET */
+                "GET /ws HTTP/1.1\r\nHost: t\r\n\r\n",
+        };
+        char head[4096], body[512];
+
+        CHECK(f, client_connect(&c, f->port) == 0);
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                size_t n;
+                char *cl;
+
+                CHECK(f, write_all(c.fd, bad[i], strlen(bad[i])) == 0);
+                CHECK(f, read_head(&c, head, sizeof head) == 400);
+                cl = strcasestr(head, "Content-Length: ");
+                CHECK(f, cl);
+                n = strtoul(cl + 16, NULL, 10);
+                CHECK(f, n < sizeof body && client_need(&c, n) == 0);
+                memcpy(body, c.buf, n);
+                body[n] = '\0';
+                client_consume(&c, n);
+                CHECK(f, strstr(body, "\"bad_websocket_handshake\""));
+        }
+        client_close(&c);
+
+        /* HTTP/1.0 cannot be upgraded: 400, not a dropped connection */
+        CHECK(f, client_connect(&c, f->port) == 0);
+        {
+                static const char req[] = "GET /ws HTTP/1.0\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                                          "Sec-WebSocket-Key: " KEY "\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+                CHECK(f, write_all(c.fd, req, sizeof req - 1) == 0);
+                CHECK(f, client_fill(&c) > 0);
+                CHECK(f, memmem(c.buf, c.len, " 400 ", 5));
+        }
+        CHECK(f, atomic_get(&f->accepted) == 0);
+        CHECK(f, plain_ok(f));
+out:
+        client_close(&c);
+}
+
+/* Leaves two sockets open (one upgraded, one mid-close) for the server stop to end. */
+static void c_stop_open(struct fixture *f)
+{
+        static struct client c = { .fd = -1 }, c2 = { .fd = -1 };
+        struct frame fr = { 0 };
+        char head[4096];
+
+        CHECK(f, handshake(&c, f->port, "/ws", head, sizeof head) == 101);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, WS_OP_TEXT, "hello"));
+        CHECK(f, handshake(&c2, f->port, "/ws?mode=close", head, sizeof head) == 101);
+        CHECK(f, read_frame(&c2, &fr) == 0 && frame_is(&fr, WS_OP_TEXT, "hello"));
+        CHECK(f, atomic_get(&f->closed) == 0);
+out:
+        free(fr.data);
+        /* checked and closed by the main thread after the loop ended */
+        f->leftover[0] = c.fd;
+        f->leftover[1] = c2.fd;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* harness */
+
+static void on_done(uv_async_t *a)
+{
+        struct fixture *f = a->data;
+
+        http_server_stop(f->srv);
+        f->srv = NULL;
+        uv_close((uv_handle_t *)a, NULL);
+}
+
+static void *client_main(void *data)
+{
+        struct fixture *f = data;
+
+        f->client(f);
+        (void)uv_async_send(&f->done);
+        return NULL;
+}
+
+static void run(struct fixture *f, void (*client)(struct fixture *f))
+{
+        struct http_server_config cfg = {
+                .listen = "127.0.0.1:0",
+                .app = f,
+                .routes = routes,
+                .n_routes = ELEMENTSOF(routes),
+        };
+        struct sbx_err err = { 0 };
+        pthread_t th;
+
+        memset(f, 0, sizeof *f);
+        f->client = client;
+        assert_int_equal(uv_loop_init(&f->loop), 0);
+        assert_int_equal(http_server_start(&f->loop, &cfg, &f->srv, &err), 0);
+        f->port = http_server_port(f->srv);
+        assert_true(f->port > 0);
+        assert_int_equal(uv_async_init(&f->loop, &f->done, on_done), 0);
+        f->done.data = f;
+        assert_int_equal(pthread_create(&th, NULL, client_main, f), 0);
+        assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+        assert_int_equal(pthread_join(th, NULL), 0);
+        assert_int_equal(uv_loop_close(&f->loop), 0);
+        if (f->failure[0])
+                fail_msg("client: %s", f->failure);
+        /* every accepted socket was reported closed exactly once (a second call would count) */
+        assert_int_equal(f->closed, f->accepted);
+}
+
+static struct fixture fx;
+
+static void test_ws_basic(void **state)
+{
+        run(&fx, c_basic);
+}
+
+static void test_ws_extra_and_ticks(void **state)
+{
+        run(&fx, c_extra_and_ticks);
+}
+
+static void test_ws_server_close(void **state)
+{
+        run(&fx, c_server_close);
+}
+
+static void test_ws_protocol_errors(void **state)
+{
+        run(&fx, c_protocol_errors);
+}
+
+static void test_ws_leave_and_flood(void **state)
+{
+        run(&fx, c_leave_and_flood);
+}
+
+static void test_ws_bad_handshakes(void **state)
+{
+        run(&fx, c_bad_handshakes);
+}
+
+static void test_ws_stop_open(void **state)
+{
+        run(&fx, c_stop_open);
+        assert_int_equal(fx.accepted, 2);
+        for (int i = 0; i < 2; i++) {
+                uint8_t b[256];
+                size_t len = 0;
+                ssize_t n;
+
+                assert_true(fx.leftover[i] >= 0);
+                /* read to the end: the server closed it */
+                while ((n = recv(fx.leftover[i], b + len, sizeof b - len, 0)) > 0)
+                        len += (size_t)n;
+                assert_true(n == 0 || errno == ECONNRESET);
+                if (i == 0) {
+                        /* the open one got "going away" (1001) first */
+                        assert_true(len >= 4 && b[0] == 0x88 && b[1] == len - 2);
+                        assert_int_equal(b[2] << 8 | b[3], 1001);
+                } else
+                        /* the closing one had its 1000 already (unless the client read it) */
+                        assert_true(len == 0 || (len >= 4 && b[0] == 0x88 && (b[2] << 8 | b[3]) == 1000));
+                close(fx.leftover[i]);
+        }
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_accept_key),
+                cmocka_unit_test(test_header_lengths),
+                cmocka_unit_test(test_header_refused),
+                cmocka_unit_test(test_mask),
+                cmocka_unit_test(test_tokens_and_handshake),
+                cmocka_unit_test(test_close_payload),
+                cmocka_unit_test(test_ws_basic),
+                cmocka_unit_test(test_ws_extra_and_ticks),
+                cmocka_unit_test(test_ws_server_close),
+                cmocka_unit_test(test_ws_protocol_errors),
+                cmocka_unit_test(test_ws_leave_and_flood),
+                cmocka_unit_test(test_ws_bad_handshakes),
+                cmocka_unit_test(test_ws_stop_open),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
