@@ -8,8 +8,8 @@
  * exits 1. The number of new TCP connections is reported so a daemon that drops keep-alive shows.
  *
  * Usage: sbx-bench [--url URL] [--key KEY] [-n RUNS] [-w WARMUP] [--template T] [--count M]
- *                  [--pid SBXD_PID] [--timeout S] MODE
- * Modes: freeport | wait | health | create | exec | cycle | density | cleanup
+ *                  [--pid SBXD_PID] [--timeout S] [--path P] MODE
+ * Modes: freeport | wait | health | get (--path) | create | exec | cycle | density | cleanup
  * URL and KEY default to $SBX_URL and $SBX_KEY.
  */
 #include <curl/curl.h>
@@ -47,6 +47,7 @@ struct opts {
         long count;
         long pid;
         long timeout_s;
+        const char *path; /* get: the path to time (default /v1/health) */
 };
 
 struct client {
@@ -343,7 +344,8 @@ static int mode_wait(struct client *c, const struct opts *o)
         }
 }
 
-static int mode_health(struct client *c, const struct opts *o)
+/* GET o->path (health: /v1/health), 200 expected */
+static int mode_get(struct client *c, const struct opts *o, const char *name)
 {
         struct samples s _samples_cleanup_ = {};
         long conn0 = 0;
@@ -356,15 +358,15 @@ static int mode_health(struct client *c, const struct opts *o)
                 if (i == o->warmup)
                         conn0 = c->connects;
                 t0 = bench_now_ms();
-                if (http(c, "GET", "/v1/health", NULL, false) < 0)
+                if (http(c, "GET", o->path, NULL, false) < 0)
                         return -EIO;
                 t1 = bench_now_ms();
                 if (c->status != 200)
-                        return unexpected(c, "GET /v1/health");
+                        return unexpected(c, o->path);
                 if (i >= o->warmup)
                         (void)samples_add(&s, t1 - t0);
         }
-        return emit_stats("health", &s, c->connects - conn0, NULL);
+        return emit_stats(name, &s, c->connects - conn0, NULL);
 }
 
 /* create -> ready: the POST returns once the sandbox can take an exec. DELETE is not timed. */
@@ -677,7 +679,8 @@ static long parse_long(const char *s, const char *what, long min, long max)
 static void usage(void)
 {
         fprintf(stderr, "usage: sbx-bench [--url URL] [--key KEY] [-n RUNS] [-w WARMUP] [--template T] [--count M]\n"
-                        "                 [--pid SBXD_PID] [--timeout S] freeport|wait|health|create|exec|cycle|density|cleanup\n");
+                        "                 [--pid SBXD_PID] [--timeout S] [--path P]\n"
+                        "                 freeport|wait|health|get|create|exec|cycle|density|cleanup\n");
         exit(2);
 }
 
@@ -688,7 +691,8 @@ int main(int argc, char **argv)
                 { "runs", required_argument, NULL, 'n' },    { "warmup", required_argument, NULL, 'w' },
                 { "template", required_argument, NULL, 't' }, { "count", required_argument, NULL, 'c' },
                 { "pid", required_argument, NULL, 'p' },     { "timeout", required_argument, NULL, 'T' },
-                { "help", no_argument, NULL, 'h' },          {},
+                { "path", required_argument, NULL, 'P' },    { "help", no_argument, NULL, 'h' },
+                {},
         };
         struct opts o = {
                 .url = getenv("SBX_URL") ? getenv("SBX_URL") : "http://127.0.0.1:7070",
@@ -698,6 +702,7 @@ int main(int argc, char **argv)
                 .warmup = 5,
                 .count = 1000,
                 .timeout_s = 900,
+                .path = "/v1/health",
         };
         struct client c;
         const char *mode;
@@ -729,6 +734,9 @@ int main(int argc, char **argv)
                 case 'T':
                         o.timeout_s = parse_long(optarg, "timeout", 1, 86400);
                         break;
+                case 'P':
+                        o.path = optarg;
+                        break;
                 default:
                         usage();
                 }
@@ -745,8 +753,11 @@ int main(int argc, char **argv)
         }
         if (strcmp(mode, "wait") == 0)
                 r = mode_wait(&c, &o);
-        else if (strcmp(mode, "health") == 0)
-                r = mode_health(&c, &o);
+        else if (strcmp(mode, "health") == 0) {
+                o.path = "/v1/health";
+                r = mode_get(&c, &o, "health");
+        } else if (strcmp(mode, "get") == 0)
+                r = mode_get(&c, &o, "get");
         else if (strcmp(mode, "create") == 0)
                 r = mode_create(&c, &o);
         else if (strcmp(mode, "exec") == 0)

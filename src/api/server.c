@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <microhttpd.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1329,7 +1330,9 @@ static int listener_start(struct http_server *srv, enum listener_kind kind, int 
                                     MHD_OPTION_CONNECTION_LIMIT, (unsigned)SBX_MAX_CONNECTIONS,
                                     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SBX_HTTP_CONNECTION_TIMEOUT_S,
                                     MHD_OPTION_NOTIFY_COMPLETED, on_completed, lst, MHD_OPTION_URI_LOG_CALLBACK, on_uri,
-                                    lst, MHD_OPTION_END);
+                                    lst,
+                                    /* SIGPIPE is ignored (http_server_start): lets MHD use sendfile */
+                                    MHD_OPTION_SIGPIPE_HANDLED_BY_APP, (unsigned)1, MHD_OPTION_END);
         if (!lst->mhd)
                 return sbx_err_set(err, -EIO, "cannot start the HTTP server (libmicrohttpd)");
         info = MHD_get_daemon_info(lst->mhd, MHD_DAEMON_INFO_EPOLL_FD);
@@ -1367,6 +1370,9 @@ int http_server_start(uv_loop_t *loop, const struct http_server_config *cfg, str
                 return sbx_err_set(err, -EINVAL, "invalid HTTP server configuration");
         if (cfg->max_upload > 0 && !cfg->upload_dir)
                 return sbx_err_set(err, -EINVAL, "invalid HTTP server configuration: max_upload needs upload_dir");
+        /* file replies go out with sendfile(2), which raises SIGPIPE when a client has left (send()
+         * uses MSG_NOSIGNAL): the process ignores it, as sbxd does anyway */
+        (void)signal(SIGPIPE, SIG_IGN);
         srv = calloc(1, sizeof *srv);
         if (!srv)
                 return sbx_err_set(err, -ENOMEM, "out of memory");

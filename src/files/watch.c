@@ -748,12 +748,20 @@ int files_watch_new(const struct files_root *r, const char *path, const struct f
         if (w->root.fd < 0)
                 return sbx_err_set(err, -errno, "cannot watch '%s': %s", path, strerror(errno));
         w->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        if (w->ifd < 0 && (errno == EMFILE || errno == ENFILE))
+                return sbx_err_setr(err, -SBX_E_LIMIT, "too_many_watchers",
+                                    "cannot watch '%s': the host's inotify instances are used up "
+                                    "(fs.inotify.max_user_instances; every watcher takes one)",
+                                    path);
         if (w->ifd < 0)
                 return sbx_err_set(err, -errno, "cannot watch '%s': no inotify instance: %s", path, strerror(errno));
         q = add_watch(w, w->topfd);
         if (q < 0)
                 return q == -ENOSPC
-                               ? sbx_err_set(err, q, "cannot watch '%s': the inotify watch limit was reached", path)
+                               ? sbx_err_setr(err, -SBX_E_LIMIT, "too_many_watchers",
+                                              "cannot watch '%s': the host's inotify watch limit was reached "
+                                              "(fs.inotify.max_user_watches)",
+                                              path)
                                : files_errno(err, -q, path);
         w->top_wd = q;
         q = dir_add(w, w->top_wd, -1, "");
