@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * WebSocket server side (ws.h): the RFC 6455 handshake on top of http_reply_upgrade(), then the
- * framing on the socket libmicrohttpd hands over, watched with a uv_poll_t on the server's loop.
- * Server frames go out unmasked from one bounded queue (non-blocking send, polled for writable
- * while bytes wait); client frames must be masked and are parsed as they arrive: pings are
- * answered, a close is answered and ends the connection, data frames are skipped without being
- * buffered. It never closes the socket itself (MHD does, after http_upgrade_close()) and learns
- * that the connection is over from the request's on_close callback, which is where closed() runs.
- * The pure framing and handshake helpers at the top are ws-internal.h (unit-tested).
+ * WebSocket server side (ws.h): the RFC 6455 handshake on top of http_reply_upgrade(), then wslay's
+ * event API on the socket libmicrohttpd hands over, watched with a uv_poll_t on the server's loop.
+ * wslay does the framing: it parses client frames (and refuses unmasked, oversize and malformed
+ * ones with a close), answers pings and close frames, and queues our frames; this file feeds it the
+ * socket (non-blocking recv/send in its callbacks), polls for what it wants, bounds its send queue
+ * (SBX_STREAM_BUFFER) and runs the close handshake's deadline. Data the client sends is read and
+ * thrown away, never buffered. It never closes the socket itself (MHD does, after
+ * http_upgrade_close()) and learns that the connection is over from the request's on_close
+ * callback, which is where closed() runs. The handshake helpers at the top are ws-internal.h.
  */
 #include "api/ws.h"
 
@@ -22,111 +23,21 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <uv.h>
+#include <wslay/wslay.h>
 
 #include "api/ws-internal.h"
 #include "common/log.h"
 #include "common/util.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-#define WS_KEY_LEN 24        /* base64 of 16 bytes */
-#define WS_IN_BUFFER 4096    /* unparsed input: a partial header or one control frame stays in it */
-#define WS_READS_PER_POLL 16 /* recv() calls per readable event before giving the loop back */
-/* Queue room beyond SBX_STREAM_BUFFER for control frames, so a client that stops reading cannot
- * keep our close frame out: pongs may use up to PONG, the close frame up to CLOSE. */
-#define WS_OUT_RESERVE_PONG 256
-#define WS_OUT_RESERVE_CLOSE 512
+#define WS_KEY_LEN 24              /* base64 of 16 bytes */
+#define WS_READ_BUDGET (64 * 1024) /* bytes read per readable event before giving the loop back */
+/* What one queued frame counts against SBX_STREAM_BUFFER besides its payload: its header and
+ * wslay's bookkeeping, so that empty frames are not free. */
+#define WS_FRAME_COST 64
+#define WS_STOPPING_REASON "server stopping"
 
 /* ---------- pure helpers (ws-internal.h) ---------- */
-
-size_t ws__encode_header(uint8_t *buf, bool fin, unsigned opcode, uint64_t len, const uint8_t mask[4])
-{
-        uint8_t m = mask ? 0x80 : 0;
-        size_t n;
-
-        buf[0] = (uint8_t)((fin ? 0x80 : 0) | (opcode & 0x0f));
-        if (len < 126) {
-                buf[1] = (uint8_t)(m | len);
-                n = 2;
-        } else if (len <= 0xffff) {
-                buf[1] = m | 126;
-                buf[2] = (uint8_t)(len >> 8);
-                buf[3] = (uint8_t)len;
-                n = 4;
-        } else {
-                buf[1] = m | 127;
-                for (int i = 0; i < 8; i++)
-                        buf[2 + i] = (uint8_t)(len >> (56 - 8 * i));
-                n = 10;
-        }
-        if (mask) {
-                memcpy(buf + n, mask, 4);
-                n += 4;
-        }
-        return n;
-}
-
-int ws__parse_header(const uint8_t *buf, size_t n, struct ws_frame *ret)
-{
-        unsigned opcode, len7;
-        size_t hl = 2;
-        uint64_t len = 0;
-
-        if (n < 2)
-                return 0;
-        opcode = buf[0] & 0x0f;
-        len7 = buf[1] & 0x7f;
-        /* no extension was negotiated, so the RSV bits must be clear (§5.2) */
-        if (buf[0] & 0x70)
-                return -EPROTO;
-        switch (opcode) {
-        case WS_OP_CONT:
-        case WS_OP_TEXT:
-        case WS_OP_BINARY:
-                break;
-        case WS_OP_CLOSE:
-        case WS_OP_PING:
-        case WS_OP_PONG:
-                /* control frames: never fragmented, at most 125 bytes (§5.5) */
-                if (!(buf[0] & 0x80) || len7 > WS_MAX_CONTROL_PAYLOAD)
-                        return -EPROTO;
-                break;
-        default:
-                return -EPROTO;
-        }
-        /* a client masks every frame; a server must close on an unmasked one (§5.1) */
-        if (!(buf[1] & 0x80))
-                return -EPROTO;
-        hl += len7 == 126 ? 2 : len7 == 127 ? 8 : 0;
-        hl += 4;
-        if (n < hl)
-                return 0;
-        if (len7 == 126)
-                len = (uint64_t)buf[2] << 8 | buf[3];
-        else if (len7 == 127) {
-                for (int i = 0; i < 8; i++)
-                        len = len << 8 | buf[2 + i];
-                if (len >> 63)
-                        return -EPROTO;
-        } else
-                len = len7;
-        if (len > WS_MAX_IN_PAYLOAD)
-                return -EMSGSIZE;
-        *ret = (struct ws_frame){
-                .fin = buf[0] & 0x80,
-                .opcode = opcode,
-                .masked = true,
-                .len = len,
-                .header_len = hl,
-        };
-        memcpy(ret->mask, buf + hl - 4, 4);
-        return (int)hl;
-}
-
-void ws__mask(uint8_t *data, size_t len, const uint8_t mask[4], uint64_t offset)
-{
-        for (size_t i = 0; i < len; i++)
-                data[i] ^= mask[(offset + i) & 3];
-}
 
 int ws__accept_key(const char *key, char ret[WS_ACCEPT_LEN + 1])
 {
@@ -220,8 +131,9 @@ struct ws_conn {
         uv_loop_t *loop;
         ws_closed_fn closed;
         void *data;
-        void *urh; /* the server's upgrade handle: from the upgrade to http_upgrade_close */
-        int fd;    /* client socket, MHD's (never closed here); -EBADF before the upgrade */
+        void *urh;                   /* the server's upgrade handle: from the upgrade to http_upgrade_close */
+        int fd;                      /* client socket, MHD's (never closed here); -EBADF before the upgrade */
+        wslay_event_context_ptr ctx; /* the framing: from ws_accept to ws_free */
 
         uv_timer_t timer; /* close handshake / flush deadline */
         uv_poll_t poll;   /* on fd, from the upgrade until ws_finish */
@@ -229,27 +141,25 @@ struct ws_conn {
         bool poll_active; /* poll initialised and not closed */
         int poll_events;  /* what poll is started for (0: stopped) */
 
-        bool upgraded;        /* on_upgraded ran */
-        bool close_sent;      /* our close frame is queued: nothing more goes in the queue */
-        bool close_received;  /* the client closed (or broke the protocol): input is no longer read */
-        bool finish_on_flush; /* give the socket back once the queue is empty */
-        bool finish_pending;  /* the deadline passed before the upgrade: finish right at it */
-        bool finished;        /* the socket was given back (or there never will be one) */
-        bool gone;            /* the request ended: closed() ran */
+        const uint8_t *extra; /* bytes MHD read behind the request, fed to wslay before the socket */
+        size_t extra_len;     /* (only inside on_upgraded: MHD's buffer) */
+        size_t read_budget;   /* bytes the recv callback may still take from the socket this round */
+        int io_error;         /* set by the callbacks: -errno, or -EPIPE at end of stream */
 
-        bool in_message; /* a fragmented data message is open: continuation frames may follow */
-        uint64_t skip;   /* payload bytes of the current data frame still to throw away */
+        uint8_t close_payload[WS_MAX_CONTROL_PAYLOAD]; /* ws_close's frame, while close_pending */
+        size_t close_len;
+        bool close_requested; /* ws_close ran: the caller queues nothing more */
+        bool close_pending;   /* its close frame waits for the frames queued before it */
 
-        uint8_t *out; /* queued bytes are out[out_head, out_head + out_len) */
-        size_t out_head, out_len, out_cap;
-
-        uint8_t in[WS_IN_BUFFER]; /* unparsed input */
-        size_t in_len;
+        bool upgraded;       /* on_upgraded ran */
+        bool finish_pending; /* the deadline passed before the upgrade: finish right at it */
+        bool finished;       /* the socket was given back (or there never will be one) */
+        bool gone;           /* the request ended: closed() ran */
 };
 
 static void ws_free(struct ws_conn *c)
 {
-        free(c->out);
+        wslay_event_context_free(c->ctx);
         free(c);
 }
 
@@ -304,80 +214,201 @@ static void ws_deadline(struct ws_conn *c)
                 (void)uv_timer_start(&c->timer, on_timeout, WS_CLOSE_TIMEOUT_MS, 0);
 }
 
-/* Queue one frame, all or nothing, if the queue stays within limit bytes. 0 or -ENOBUFS/-ENOMEM. */
-static int ws_queue(struct ws_conn *c, unsigned opcode, const void *payload, size_t len, size_t limit)
+/* What the send queue holds, as counted against SBX_STREAM_BUFFER (wslay counts a frame until its
+ * last byte is out). */
+static size_t ws_queued(struct ws_conn *c)
 {
-        uint8_t hdr[WS_MAX_HEADER];
-        size_t hl = ws__encode_header(hdr, true, opcode, len, NULL), need = hl + len;
-
-        if (c->out_len + need > limit)
-                return -ENOBUFS;
-        if (c->out_head + c->out_len + need > c->out_cap) {
-                if (c->out_head > 0) {
-                        memmove(c->out, c->out + c->out_head, c->out_len);
-                        c->out_head = 0;
-                }
-                if (c->out_len + need > c->out_cap) {
-                        size_t want = c->out_cap ? c->out_cap : 4096;
-                        uint8_t *p;
-
-                        while (want < c->out_len + need)
-                                want *= 2;
-                        if (want > SBX_STREAM_BUFFER + WS_OUT_RESERVE_CLOSE)
-                                want = SBX_STREAM_BUFFER + WS_OUT_RESERVE_CLOSE;
-                        p = realloc(c->out, want);
-                        if (!p)
-                                return -ENOMEM;
-                        c->out = p;
-                        c->out_cap = want;
-                }
-        }
-        memcpy(c->out + c->out_head + c->out_len, hdr, hl);
-        if (len > 0)
-                memcpy(c->out + c->out_head + c->out_len + hl, payload, len);
-        c->out_len += need;
-        return 0;
+        return wslay_event_get_queued_msg_length(c->ctx) + wslay_event_get_queued_msg_count(c->ctx) * WS_FRAME_COST;
 }
 
-/* Send what the socket takes now. 0 (maybe with bytes left) or -errno (the connection is broken). */
-static int ws_flush(struct ws_conn *c)
+/* wslay queues a close itself when the client closes or breaks the protocol, and reads no more
+ * from then on: after that, and after our own close is out, nothing may be queued. */
+static bool ws_closing(struct ws_conn *c)
 {
-        while (c->out_len > 0) {
-                ssize_t n = send(c->fd, c->out + c->out_head, c->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        return !wslay_event_get_read_enabled(c->ctx) || !wslay_event_get_write_enabled(c->ctx);
+}
 
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        if (errno == EAGAIN || errno == EWOULDBLOCK)
-                                return 0;
-                        return -errno;
-                }
-                c->out_head += (size_t)n;
-                c->out_len -= (size_t)n;
+/*
+ * Reading stops while more than SBX_STREAM_BUFFER waits to be sent: only pongs take the queue
+ * beyond it (ws_send_text and ws_ping stay within), so this is a client that pings without
+ * reading, and each of its pings would cost memory. Once our close is out wslay queues nothing more
+ * (and its count, which keeps pongs it dropped behind a queued close, no longer matters).
+ */
+static bool ws_read_paused(struct ws_conn *c)
+{
+        return wslay_event_get_write_enabled(c->ctx) && ws_queued(c) > SBX_STREAM_BUFFER;
+}
+
+/* ---- wslay's callbacks (the socket is non-blocking; WOULDBLOCK ends wslay's loop) ---- */
+
+static ssize_t on_wslay_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user_data)
+{
+        struct ws_conn *c = user_data;
+        ssize_t n;
+
+        if (c->extra_len > 0) {
+                n = (ssize_t)(len < c->extra_len ? len : c->extra_len);
+                memcpy(buf, c->extra, (size_t)n);
+                c->extra += n;
+                c->extra_len -= (size_t)n;
+                return n;
         }
-        c->out_head = 0;
+        if (c->read_budget == 0 || ws_read_paused(c)) {
+                wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+                return -1;
+        }
+        if (len > c->read_budget)
+                len = c->read_budget;
+        do
+                n = recv(c->fd, buf, len, MSG_DONTWAIT);
+        while (n < 0 && errno == EINTR);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+                return -1;
+        }
+        if (n <= 0) {
+                c->io_error = n == 0 ? -EPIPE : -errno;
+                wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+                return -1;
+        }
+        c->read_budget -= (size_t)n;
+        return n;
+}
+
+static ssize_t on_wslay_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags, void *user_data)
+{
+        struct ws_conn *c = user_data;
+        /* a frame's header is sent on its own, with its payload right behind: one segment for both */
+        int more = (flags & WSLAY_MSG_MORE) ? MSG_MORE : 0;
+        ssize_t n;
+
+        do
+                n = send(c->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT | more);
+        while (n < 0 && errno == EINTR);
+        if (n >= 0)
+                return n;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+                return -1;
+        }
+        c->io_error = -errno;
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+}
+
+/* Only clients mask their frames: wslay never asks a server context for a key. */
+static int on_wslay_genmask(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, void *user_data)
+{
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+}
+
+/* wslay answers pings and close frames itself; data messages are of no use here (and, with
+ * buffering off, reach this with no payload). */
+static void on_wslay_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg, void *user_data)
+{
+        if (arg->opcode == WSLAY_CONNECTION_CLOSE)
+                log_debug("ws: the client closed the connection (%u)", arg->status_code);
+}
+
+static const struct wslay_event_callbacks ws_callbacks = {
+        .recv_callback = on_wslay_recv,
+        .send_callback = on_wslay_send,
+        .genmask_callback = on_wslay_genmask,
+        .on_msg_recv_callback = on_wslay_msg,
+};
+
+/* ---- driving wslay ---- */
+
+static int ws_wslay_errno(struct ws_conn *c, int r)
+{
+        if (r == WSLAY_ERR_NOMEM)
+                return -ENOMEM;
+        return c->io_error < 0 ? c->io_error : -EIO;
+}
+
+/* Queue the close frame ws_close() left pending (all or nothing; wslay refuses it once a close
+ * is queued already, which is fine: one close per connection). 0 or -ENOMEM. */
+static int ws_queue_pending_close(struct ws_conn *c)
+{
+        int r;
+
+        c->close_pending = false;
+        if (c->close_len >= 2)
+                r = wslay_event_queue_close(c->ctx, (uint16_t)(c->close_payload[0] << 8 | c->close_payload[1]),
+                                            c->close_payload + 2, c->close_len - 2);
+        else
+                r = wslay_event_queue_close(c->ctx, 0, NULL, 0);
+        return r == WSLAY_ERR_NOMEM ? -ENOMEM : 0;
+}
+
+/*
+ * Send what the socket takes now; once everything queued before ws_close() is out, its close
+ * frame follows (wslay would put a control frame ahead of queued data frames, and stop sending
+ * after it). 0, maybe with frames left, or -errno: the connection is broken.
+ */
+static int ws_send(struct ws_conn *c)
+{
+        for (;;) {
+                int r = wslay_event_send(c->ctx);
+
+                if (r < 0)
+                        return ws_wslay_errno(c, r);
+                if (!c->close_pending || wslay_event_want_write(c->ctx))
+                        return 0;
+                r = ws_queue_pending_close(c);
+                if (r < 0)
+                        return r;
+                if (!wslay_event_want_write(c->ctx))
+                        return 0;
+        }
+}
+
+/*
+ * Let wslay read: the extra bytes if any, then the socket until it has no more or budget bytes
+ * were taken. 0, or -errno / -EPIPE at end of stream: the connection is over.
+ */
+static int ws_recv(struct ws_conn *c, size_t budget)
+{
+        int r;
+
+        if (!wslay_event_want_read(c->ctx))
+                return 0;
+        c->read_budget = budget;
+        r = wslay_event_recv(c->ctx);
+        if (r == 0)
+                return 0;
+        if (c->io_error < 0 || r == WSLAY_ERR_NOMEM)
+                return ws_wslay_errno(c, r);
+        /* wslay's frame parser refused the input (a control frame over 125 bytes or fragmented, a
+         * length not in its shortest form): it queued a close, without a code, and reads no more */
+        log_debug("ws: malformed frame from the client, closing the connection");
         return 0;
 }
 
 static void on_poll(uv_poll_t *p, int status, int events);
 
-/* After anything happened: send, finish if due, and poll for what is still wanted. */
+/* After anything happened: send, finish if both sides are done, and poll for what is still wanted. */
 static void ws_update(struct ws_conn *c)
 {
         int want = 0, r;
 
         if (!c->upgraded || c->finished || c->gone)
                 return;
-        r = ws_flush(c);
+        r = ws_send(c);
         if (r < 0) {
                 log_debug("ws: cannot send: %s, closing the connection", strerror(-r));
                 return ws_finish(c);
         }
-        if (c->finish_on_flush && c->out_len == 0)
-                return ws_finish(c);
-        if (!c->close_received)
+        if (!wslay_event_want_read(c->ctx)) {
+                /* the client's close is in (or never coming: a protocol error): done once ours is out */
+                if (!wslay_event_want_write(c->ctx))
+                        return ws_finish(c);
+                ws_deadline(c);
+        }
+        if (wslay_event_want_read(c->ctx) && !ws_read_paused(c))
                 want |= UV_READABLE;
-        if (c->out_len > 0)
+        if (wslay_event_want_write(c->ctx))
                 want |= UV_WRITABLE;
         if (want == c->poll_events)
                 return;
@@ -389,129 +420,13 @@ static void ws_update(struct ws_conn *c)
         c->poll_events = want;
 }
 
-/* Fail the connection (§7.1.7): a close frame with code, then the socket, once it is out. */
-static void ws_fail(struct ws_conn *c, uint16_t code, const char *why)
-{
-        uint8_t payload[WS_MAX_CONTROL_PAYLOAD];
-
-        log_debug("ws: %s, closing the connection (%u)", why, code);
-        c->close_received = true;
-        c->finish_on_flush = true;
-        if (!c->close_sent) {
-                c->close_sent = true;
-                (void)ws_queue(c, WS_OP_CLOSE, payload, ws__close_payload(payload, code, why),
-                               SBX_STREAM_BUFFER + WS_OUT_RESERVE_CLOSE);
-        }
-        ws_deadline(c);
-}
-
-static void ws_control(struct ws_conn *c, const struct ws_frame *f, uint8_t *payload)
-{
-        uint8_t reply[WS_MAX_CONTROL_PAYLOAD];
-        unsigned code;
-
-        ws__mask(payload, f->len, f->mask, 0);
-        switch (f->opcode) {
-        case WS_OP_PING:
-                /* no room: drop it, a later ping gets its pong (only the last one needs one) */
-                if (!c->close_sent)
-                        (void)ws_queue(c, WS_OP_PONG, payload, f->len, SBX_STREAM_BUFFER + WS_OUT_RESERVE_PONG);
-                return;
-        case WS_OP_CLOSE:
-                break;
-        default: /* pong */
-                return;
-        }
-        if (f->len == 1)
-                return ws_fail(c, WS_CLOSE_PROTOCOL, "close frame with a 1-byte payload");
-        code = f->len >= 2 ? (unsigned)payload[0] << 8 | payload[1] : 0;
-        if (f->len >= 2 && !ws__close_code_valid(code))
-                return ws_fail(c, WS_CLOSE_PROTOCOL, "close frame with an invalid code");
-        if (f->len > 2 && !utf8_valid((const char *)payload + 2, f->len - 2))
-                return ws_fail(c, WS_CLOSE_INVALID_DATA, "close reason is not UTF-8");
-        c->close_received = true;
-        c->finish_on_flush = true;
-        if (!c->close_sent) {
-                /* answer with the client's code (§5.5.1); the server closes the TCP connection first */
-                c->close_sent = true;
-                (void)ws_queue(c, WS_OP_CLOSE, reply, ws__close_payload(reply, (uint16_t)code, NULL),
-                               SBX_STREAM_BUFFER + WS_OUT_RESERVE_CLOSE);
-        }
-        ws_deadline(c);
-}
-
-static void ws_consume(struct ws_conn *c, size_t n)
-{
-        memmove(c->in, c->in + n, c->in_len - n);
-        c->in_len -= n;
-}
-
-/* Take every complete frame (and data payload bytes) out of c->in. */
-static void ws_process(struct ws_conn *c)
-{
-        while (c->in_len > 0 && !c->close_received) {
-                struct ws_frame f;
-                int r;
-
-                if (c->skip > 0) {
-                        size_t k = c->skip < c->in_len ? (size_t)c->skip : c->in_len;
-
-                        ws_consume(c, k);
-                        c->skip -= k;
-                        continue;
-                }
-                r = ws__parse_header(c->in, c->in_len, &f);
-                if (r == 0)
-                        return;
-                if (r == -EMSGSIZE)
-                        return ws_fail(c, WS_CLOSE_TOO_BIG, "frame too large");
-                if (r < 0)
-                        return ws_fail(c, WS_CLOSE_PROTOCOL, "protocol error");
-                if (f.opcode >= WS_OP_CLOSE) {
-                        /* fits: WS_IN_BUFFER > WS_MAX_HEADER + WS_MAX_CONTROL_PAYLOAD */
-                        if (c->in_len < f.header_len + f.len)
-                                return;
-                        ws_control(c, &f, c->in + f.header_len);
-                        ws_consume(c, f.header_len + (size_t)f.len);
-                        continue;
-                }
-                /* data: a new message must not start inside a fragmented one, nor continue none */
-                if ((f.opcode == WS_OP_CONT) != c->in_message)
-                        return ws_fail(c, WS_CLOSE_PROTOCOL, "unexpected continuation frame");
-                c->in_message = !f.fin;
-                c->skip = f.len;
-                ws_consume(c, f.header_len);
-        }
-}
-
-/* Read what is there. 0, or -errno / -EPIPE at end of stream (the connection is over). */
-static int ws_read(struct ws_conn *c)
-{
-        for (int i = 0; i < WS_READS_PER_POLL && !c->close_received; i++) {
-                ssize_t n = recv(c->fd, c->in + c->in_len, sizeof c->in - c->in_len, MSG_DONTWAIT);
-
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        if (errno == EAGAIN || errno == EWOULDBLOCK)
-                                return 0;
-                        return -errno;
-                }
-                if (n == 0)
-                        return -EPIPE;
-                c->in_len += (size_t)n;
-                ws_process(c);
-        }
-        return 0;
-}
-
 static void on_poll(uv_poll_t *p, int status, int events)
 {
         struct ws_conn *c = p->data;
         int r = status;
 
         if (r >= 0 && (events & UV_READABLE))
-                r = ws_read(c);
+                r = ws_recv(c, WS_READ_BUDGET);
         if (r < 0) {
                 if (r != -EPIPE)
                         log_debug("ws: connection failed: %s", strerror(-r));
@@ -529,9 +444,12 @@ static void on_upgraded(void *cls, int sock, void *urh, const char *extra, size_
         c->upgraded = true;
         c->fd = sock;
         c->urh = urh;
+        /* MHD turns Nagle back on for upgraded sockets; events are whole frames that should go now
+         * (fails on unix sockets, which need nothing) */
+        (void)setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
         if (c->finish_pending) {
-                /* ws_close's deadline passed already: one try at sending the close frame */
-                (void)ws_flush(c);
+                /* ws_close's deadline passed already: one try at sending what is queued */
+                (void)ws_send(c);
                 return ws_finish(c);
         }
         r = uv_poll_init(c->loop, &c->poll, sock);
@@ -542,19 +460,21 @@ static void on_upgraded(void *cls, int sock, void *urh, const char *extra, size_
         c->poll.data = c;
         c->poll_active = true;
         c->handles++;
-        /* MHD turns Nagle back on for upgraded sockets; events are whole frames that should go now
-         * (fails on unix sockets, which need nothing) */
-        (void)setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
-        /* bytes the client sent right behind its request, already read by the server */
-        while (extra_len > 0 && !c->close_received) {
-                size_t n = sizeof c->in - c->in_len;
-
-                n = n < extra_len ? n : extra_len;
-                memcpy(c->in + c->in_len, extra, n);
-                c->in_len += n;
-                extra += n;
-                extra_len -= n;
-                ws_process(c);
+        /* frames queued before the upgrade go ahead of answers to the client's first frames */
+        r = ws_send(c);
+        if (r >= 0 && extra_len > 0) {
+                /* bytes the client sent right behind its request, already read by the server: wslay
+                 * takes them all in this call (its recv loop runs until the callback has no more) */
+                c->extra = (const uint8_t *)extra;
+                c->extra_len = extra_len;
+                r = ws_recv(c, 0);
+                c->extra = NULL;
+                c->extra_len = 0;
+        }
+        if (r < 0) {
+                if (r != -EPIPE)
+                        log_debug("ws: connection failed: %s", strerror(-r));
+                return ws_finish(c);
         }
         ws_update(c);
 }
@@ -564,17 +484,17 @@ static void on_upgraded(void *cls, int sock, void *urh, const char *extra, size_
 static void on_request_end(struct http_request *req, void *data)
 {
         struct ws_conn *c = data;
-        uint8_t payload[WS_MAX_CONTROL_PAYLOAD];
 
         if (c->upgraded && !c->finished) {
-                /* the server is stopping under an open socket: say so, if the socket takes it now */
-                if (!c->close_sent) {
-                        c->close_sent = true;
-                        (void)ws_queue(c, WS_OP_CLOSE, payload,
-                                       ws__close_payload(payload, WS_CLOSE_GOING_AWAY, "server stopping"),
-                                       SBX_STREAM_BUFFER + WS_OUT_RESERVE_CLOSE);
-                }
-                (void)ws_flush(c);
+                /* the server is stopping under an open socket: say so (or send the caller's pending
+                 * close right away), if the socket takes it now */
+                if (c->close_pending)
+                        (void)ws_queue_pending_close(c);
+                else
+                        (void)wslay_event_queue_close(c->ctx, WSLAY_CODE_GOING_AWAY,
+                                                      (const uint8_t *)WS_STOPPING_REASON,
+                                                      sizeof WS_STOPPING_REASON - 1);
+                (void)wslay_event_send(c->ctx);
         }
         c->urh = NULL;
         c->finished = true;
@@ -615,9 +535,17 @@ int ws_accept(struct http_request *req, ws_closed_fn closed, void *data, struct 
         c->closed = closed;
         c->data = data;
         c->fd = -EBADF;
+        if (wslay_event_context_server_init(&c->ctx, &ws_callbacks, c) != 0) {
+                free(c);
+                return sbx_err_set(err, -ENOMEM, "out of memory");
+        }
+        /* client data is thrown away: do not assemble messages, and refuse a frame (rather than a
+         * message) beyond WS_MAX_IN_PAYLOAD with 1009 */
+        wslay_event_config_set_no_buffering(c->ctx, 1);
+        wslay_event_config_set_max_recv_msg_length(c->ctx, WS_MAX_IN_PAYLOAD);
         r = uv_timer_init(c->loop, &c->timer);
         if (r < 0) {
-                free(c);
+                ws_free(c);
                 return sbx_err_set(err, -ENOMEM, "cannot create a timer: %s", uv_strerror(r));
         }
         c->timer.data = c;
@@ -637,43 +565,47 @@ int ws_accept(struct http_request *req, ws_closed_fn closed, void *data, struct 
         return 0;
 }
 
-int ws_send_text(struct ws_conn *c, const char *text, size_t len)
+/* Queue one data or ping frame within SBX_STREAM_BUFFER: ws_send_text and ws_ping. */
+static int ws_queue(struct ws_conn *c, uint8_t opcode, const void *payload, size_t len)
 {
+        struct wslay_event_msg msg = { .opcode = opcode, .msg = payload, .msg_length = len };
         int r;
 
-        if (!c || c->gone || c->close_sent || c->finished)
+        if (!c || c->gone || c->finished || c->close_requested || ws_closing(c))
                 return -EPIPE;
         if (len > SBX_STREAM_BUFFER)
                 return -EMSGSIZE;
-        r = ws_queue(c, WS_OP_TEXT, text, len, SBX_STREAM_BUFFER);
+        if (ws_queued(c) + len + WS_FRAME_COST > SBX_STREAM_BUFFER)
+                return -ENOBUFS;
+        r = wslay_event_queue_msg(c->ctx, &msg);
+        if (r == WSLAY_ERR_NOMEM)
+                return -ENOMEM;
         if (r < 0)
-                return r;
+                return -EPIPE;
         ws_update(c);
         return 0;
+}
+
+int ws_send_text(struct ws_conn *c, const char *text, size_t len)
+{
+        return ws_queue(c, WSLAY_TEXT_FRAME, text, len);
 }
 
 int ws_ping(struct ws_conn *c)
 {
-        int r;
-
-        if (!c || c->gone || c->close_sent || c->finished)
-                return -EPIPE;
-        r = ws_queue(c, WS_OP_PING, NULL, 0, SBX_STREAM_BUFFER);
-        if (r < 0)
-                return r;
-        ws_update(c);
-        return 0;
+        return ws_queue(c, WSLAY_PING, NULL, 0);
 }
 
 void ws_close(struct ws_conn *c, uint16_t code, const char *reason)
 {
-        uint8_t payload[WS_MAX_CONTROL_PAYLOAD];
-
-        if (!c || c->gone || c->close_sent || c->finished)
+        if (!c || c->gone || c->finished || c->close_requested)
                 return;
-        c->close_sent = true;
-        (void)ws_queue(c, WS_OP_CLOSE, payload, ws__close_payload(payload, code, reason),
-                       SBX_STREAM_BUFFER + WS_OUT_RESERVE_CLOSE);
+        c->close_requested = true;
+        /* the client closed, or broke the protocol: a close frame is on its way already */
+        if (ws_closing(c))
+                return;
+        c->close_len = ws__close_payload(c->close_payload, code, reason);
+        c->close_pending = true;
         ws_deadline(c);
         ws_update(c);
 }

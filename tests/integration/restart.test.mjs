@@ -196,3 +196,36 @@ test('kill -9 sbxd during a template build: the build sandbox is removed at rest
         await fx.api.request('DELETE', `/v1/templates/${name}`);
         await assertNoLeaks([buildId], { daemonPid: fx.daemon.pid, dataDir: fx.daemon.dataDir });
 }));
+
+test('kill -9 sbxd during a file upload and while a stopped sandbox\'s files are open: old content kept, nothing left over', { timeout: 120_000 }, (t) => withDaemon(t, async (fx) => {
+        const a = await fx.api.createOk({});
+        const s = await fx.api.createOk({});
+        const put = (id, p, body) => fetch(`${fx.url}/v1/sandboxes/${id}/files${p}`, {
+                method: 'PUT', headers: { authorization: `Bearer ${fx.key}` }, body,
+        });
+        assert.equal((await put(a.id, '/root/keep.txt', 'old')).status, 200);
+        assert.equal((await put(s.id, '/root/vol.txt', 'volume')).status, 200);
+        assert.equal((await fx.api.stop(s.id)).status, 200);
+        // the stopped sandbox's overlay is mounted (detached) while sbxd lives
+        const r = await fetch(`${fx.url}/v1/sandboxes/${s.id}/files/root/vol.txt`, { headers: { authorization: `Bearer ${fx.key}` } });
+        assert.equal(await r.text(), 'volume');
+
+        // an upload cut by the crash: a body that never ends
+        let push;
+        const body = new ReadableStream({ start(c) { push = c; } });
+        const pending = fetch(`${fx.url}/v1/sandboxes/${a.id}/files/root/keep.txt`, {
+                method: 'PUT', headers: { authorization: `Bearer ${fx.key}` }, body, duplex: 'half',
+        }).catch((e) => e);
+        push.enqueue(new Uint8Array(1 << 20).fill(110));
+        await sleep(300);
+        await fx.daemon.kill9();
+        await withTimeout(pending, 5000);
+        await fx.restart();
+
+        assert.equal(await fx.api.sh(a.id, 'cat /root/keep.txt; ls -A /root | grep -c sbx-tmp || true'), 'old0\n');
+        // the stopped sandbox starts (its overlay was only in the dead sbxd) and has its file
+        const st = await fx.api.start(s.id);
+        assert.equal(st.status, 200, describe(st));
+        assert.equal(await fx.api.sh(s.id, 'cat /root/vol.txt'), 'volume');
+        assert.equal(await fx.api.sh(a.id, 'grep -c " overlay " /proc/self/mountinfo'), '1\n');
+}));
