@@ -161,8 +161,8 @@ int manager_files_acquire(struct manager *m, const char *id, struct files_lease 
                 l->root.fd = sb->vol_fd;
                 sb->vol_users++;
         }
-        l->root.uid = uid;
-        l->root.gid = uid;
+        l->root.uid = l->root.base_uid = uid;
+        l->root.gid = l->root.base_gid = uid;
         l->sb = sb;
         sandbox_ref(sb);
         sb->n_leases++;
@@ -201,6 +201,7 @@ struct files_job {
         struct manager *m;
         struct files_lease *lease;
         bool exclusive;
+        const char *user;
         manager_files_fn fn;
         void *fn_data;
         manager_done_fn done;
@@ -214,14 +215,25 @@ static void files_job_work(uv_work_t *w)
 {
         struct files_job *j = w->data;
         struct sandbox *sb = j->lease->sb;
+        struct files_root root = j->lease->root;
 
         if (j->exclusive)
                 pthread_mutex_lock(&sb->files_lock);
-        j->r = files_identity_enter(&j->lease->root);
-        if (j->r < 0)
-                (void)sbx_err_set(&j->err, j->r, "cannot take the sandbox's identity: %s", strerror(-j->r));
-        else {
-                j->r = j->fn(&j->lease->root, j->fn_data, &j->result, &j->err);
+        j->r = 0;
+        if (j->user) {
+                struct files_user u;
+
+                j->r = files_user_lookup(&j->lease->root, j->user, &u, &j->err);
+                if (j->r >= 0)
+                        j->r = files_root_as(&j->lease->root, &u, &root);
+        }
+        if (j->r >= 0) {
+                j->r = files_identity_enter(&root);
+                if (j->r < 0)
+                        (void)sbx_err_set(&j->err, j->r, "cannot take the sandbox's identity: %s", strerror(-j->r));
+        }
+        if (j->r >= 0) {
+                j->r = j->fn(&root, j->fn_data, &j->result, &j->err);
                 files_identity_leave();
         }
         if (j->exclusive)
@@ -243,8 +255,8 @@ static void files_job_done(uv_work_t *w, int status)
         free(j);
 }
 
-int manager_files_run(struct manager *m, const char *id, bool exclusive, manager_files_fn fn, void *fn_data,
-                      manager_done_fn done, void *done_data, struct sbx_err *err)
+int manager_files_run(struct manager *m, const char *id, bool exclusive, const char *user, manager_files_fn fn,
+                      void *fn_data, manager_done_fn done, void *done_data, struct sbx_err *err)
 {
         struct files_job *j = calloc(1, sizeof *j);
         int r;
@@ -258,6 +270,7 @@ int manager_files_run(struct manager *m, const char *id, bool exclusive, manager
         }
         j->m = m;
         j->exclusive = exclusive;
+        j->user = user;
         j->fn = fn;
         j->fn_data = fn_data;
         j->done = done;

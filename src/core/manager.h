@@ -150,10 +150,12 @@ typedef int (*manager_files_fn)(const struct files_root *root, void *data, json_
 /*
  * Acquire a lease, run fn(root, fn_data) on the worker pool (under the sandbox's file lock when
  * exclusive: batches, replaces, extractions do not interleave), release, then done(done_data, r,
- * err, result) on the loop thread. fn_data is the caller's; it must live until done.
+ * err, result) on the loop thread. user (NULL: the sandbox's root) is a name or id from the
+ * sandbox's /etc/passwd: what fn creates belongs to that user (404 user_not_found). fn_data and
+ * user are the caller's; they must live until done.
  */
-int manager_files_run(struct manager *m, const char *id, bool exclusive, manager_files_fn fn, void *fn_data,
-                      manager_done_fn done, void *done_data, struct sbx_err *err);
+int manager_files_run(struct manager *m, const char *id, bool exclusive, const char *user, manager_files_fn fn,
+                      void *fn_data, manager_done_fn done, void *done_data, struct sbx_err *err);
 
 /* --- watchers (core/watchers.c) --- */
 struct watcher_sub;

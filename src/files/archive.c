@@ -143,13 +143,19 @@ static int archive_fail(struct untar *u, const char *ename)
         return sbx_err_setr(u->err, -SBX_E_INVALID, "invalid_archive", "the archive cannot be read: %s", s);
 }
 
-/* Host owner of an entry: the root's owner, shifted by the entry's ids when they are sandbox ids. */
+/* Host owner of an entry: as the sandbox's root, the entry's ids when they are sandbox ids (else
+ * root); acting as another user (files_root_as), that user, like tar run by that user. */
 static void entry_owner(const struct untar *u, struct archive_entry *e, uid_t *ret_uid, gid_t *ret_gid)
 {
         la_int64_t uid = archive_entry_uid(e), gid = archive_entry_gid(e);
 
-        *ret_uid = u->r->uid + (uid >= 0 && uid < (la_int64_t)SBX_UID_RANGE ? (uid_t)uid : 0);
-        *ret_gid = u->r->gid + (gid >= 0 && gid < (la_int64_t)SBX_UID_RANGE ? (gid_t)gid : 0);
+        if (u->r->uid != u->r->base_uid || u->r->gid != u->r->base_gid) {
+                *ret_uid = u->r->uid;
+                *ret_gid = u->r->gid;
+                return;
+        }
+        *ret_uid = u->r->base_uid + (uid >= 0 && uid < (la_int64_t)SBX_UID_RANGE ? (uid_t)uid : 0);
+        *ret_gid = u->r->base_gid + (gid >= 0 && gid < (la_int64_t)SBX_UID_RANGE ? (gid_t)gid : 0);
 }
 
 static void entry_times(struct archive_entry *e, struct timespec ts[2])
@@ -644,8 +650,8 @@ static int tar_entry(struct tar *t, const struct stat *st, int fd, const char *t
         archive_entry_clear(e);
         archive_entry_copy_pathname(e, t->rel);
         archive_entry_set_mode(e, st->st_mode & (S_IFMT | 07777));
-        archive_entry_set_uid(e, sandbox_id(st->st_uid, t->r->uid));
-        archive_entry_set_gid(e, sandbox_id(st->st_gid, t->r->gid));
+        archive_entry_set_uid(e, sandbox_id(st->st_uid, t->r->base_uid));
+        archive_entry_set_gid(e, sandbox_id(st->st_gid, t->r->base_gid));
         archive_entry_set_mtime(e, st->st_mtim.tv_sec, st->st_mtim.tv_nsec);
         if (S_ISREG(st->st_mode))
                 archive_entry_set_size(e, st->st_size);

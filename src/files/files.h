@@ -38,11 +38,14 @@
 #include <sys/types.h>
 
 #include "common/err.h"
+#include "common/limits.h"
 
 struct files_root {
-        int fd;    /* the root directory (O_PATH is enough); not owned */
-        uid_t uid; /* host ids given to what is created here (the sandbox's root) */
-        gid_t gid;
+        int fd;         /* the root directory (O_PATH is enough); not owned */
+        uid_t uid;      /* host ids given to what is created here (the sandbox's root, or the user */
+        gid_t gid;      /* a call acts as: files_root_as) */
+        uid_t base_uid; /* host id of the sandbox's root: an id inside is host id - base, for ids */
+        gid_t base_gid; /* in [base, base + SBX_UID_RANGE) */
 };
 
 /* ---------- paths (path.c) ---------- */
@@ -264,6 +267,22 @@ int files_watch_fd(const struct files_watch *w);
 int files_watch_read(struct files_watch *w, void (*cb)(void *data, const struct files_event *ev), void *data);
 void files_watch_free(struct files_watch *w);
 const char *files_event_type_to_string(enum files_event_type t); /* "add", "change", ... */
+
+/* ---------- users (users.c) ---------- */
+
+struct files_user {
+        uid_t uid, gid; /* as the sandbox sees them */
+        char name[256];
+        char home[SBX_MAX_FILE_PATH + 1];
+};
+/*
+ * A user of the sandbox by name or number, from its own /etc/passwd (read through files_open, at
+ * most 1 MiB). A number without an entry is that uid with the same gid and home "/". Unknown names:
+ * -SBX_E_NOT_FOUND user_not_found; malformed: -SBX_E_INVALID invalid_value.
+ */
+int files_user_lookup(const struct files_root *r, const char *user, struct files_user *ret, struct sbx_err *err);
+/* *ret = r acting as u: created files and directories belong to u. */
+int files_root_as(const struct files_root *r, const struct files_user *u, struct files_root *ret);
 
 /* ---------- identity (path.c) ---------- */
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * Metadata and tree operations of the files API (files.h): stat, list, mkdir, move, copy, delete,
+ * Metadata and tree operations of the files API (files.h): stat, mkdir, move, copy, delete,
  * chmod, on a root handed over as an fd. Every user path is resolved by path.c (files_open,
  * files_open_parent, RESOLVE_IN_ROOT); from there on everything is an *at() call on a directory fd
  * with one name that never follows a final symlink (a followed absolute link would resolve against
@@ -8,7 +8,8 @@
  * with O_NOFOLLOW, stay on the mount they started on, and stop at SBX_MAX_FS_DEPTH directories or
  * SBX_MAX_FS_WALK entries. Mount points are never removed, moved or replaced: seen from the
  * daemon's mount namespace the kernel would let that detach a running sandbox's /tmp, /dev or
- * bind mounts (files__is_mount). Paths a walk builds serve messages and cursors only. No logging.
+ * bind mounts (files__is_mount). Paths a walk builds serve messages and cursors only. Listing is
+ * in list.c. No logging.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -32,11 +33,6 @@
 #define NOBODY_ID 65534         /* what the sandbox sees for a host id outside its range */
 #define COPY_CHUNK (128 * 1024) /* read/write fallback where copy_file_range cannot */
 
-static void closedirp(DIR **d)
-{
-        if (*d)
-                (void)closedir(*d);
-}
 
 static bool dot_or_dotdot(const char *n)
 {
@@ -83,29 +79,63 @@ static json_t *json_text(const char *s, size_t len)
         return json_stringn(buf, utf8_sanitize(s, len, buf));
 }
 
-/* The entry JSON of files.h; target: a symlink's text (target_len bytes) or NULL. */
-static json_t *entry_json(const struct files_root *r, const char *path, const char *name, const struct stat *st,
-                          const char *target, size_t target_len)
+#define MTIME_4_DIGITS INT64_C(253402300799) /* 9999-12-31T23:59:59Z */
+
+
+static void format_mtime(const struct stat *st, struct files__mtime_memo *m, char buf[static 32])
 {
-        int64_t ms = (int64_t)st->st_mtim.tv_sec * 1000 + st->st_mtim.tv_nsec / 1000000;
+        int64_t sec = st->st_mtim.tv_sec < 0 ? 0 : st->st_mtim.tv_sec;
+        unsigned ms = st->st_mtim.tv_sec < 0 ? 0 : (unsigned)(st->st_mtim.tv_nsec / 1000000);
+
+        if (sec > MTIME_4_DIGITS) {
+                /* a year past 9999 makes the text longer: no memo */
+                uint64_t t = (uint64_t)sec > UINT64_MAX / 1000 - 1 ? UINT64_MAX : (uint64_t)sec * 1000 + ms;
+
+                format_rfc3339_ms(t, buf, 32);
+                return;
+        }
+        if (m->sec != sec) {
+                format_rfc3339_ms((uint64_t)sec * 1000, m->text, sizeof m->text);
+                m->text[20] = '\0'; /* keep "...:SS." */
+                m->sec = sec;
+        }
+        memcpy(buf, m->text, 20);
+        buf[20] = (char)('0' + ms / 100);
+        buf[21] = (char)('0' + ms / 10 % 10);
+        buf[22] = (char)('0' + ms % 10);
+        buf[23] = 'Z';
+        buf[24] = '\0';
+}
+
+/*
+ * The entry JSON of files.h; target: a symlink's text (target_len bytes) or NULL. utf8: path and
+ * name are known to be valid UTF-8 (a listing's keys), else they are checked and sanitised.
+ */
+json_t *files__entry_json(const struct files_root *r, const char *path, size_t path_len, const char *name,
+                          size_t name_len, bool utf8, const struct stat *st, const char *target, size_t target_len,
+                          struct files__mtime_memo *memo)
+{
         char mtime[32];
         json_t *e;
         int q = 0;
 
-        format_rfc3339_ms(ms < 0 ? 0 : (uint64_t)ms, mtime, sizeof mtime);
+        format_mtime(st, memo, mtime);
         e = json_object();
         if (!e)
                 return NULL;
-        q |= json_object_set_new(e, "name", json_text(name, strlen(name)));
-        q |= json_object_set_new(e, "path", json_text(path, strlen(path)));
-        q |= json_object_set_new(e, "type", json_string(type_string(st->st_mode)));
-        q |= json_object_set_new(e, "size", json_integer(st->st_size));
-        q |= json_object_set_new(e, "mode", json_integer(st->st_mode & 07777));
-        q |= json_object_set_new(e, "mtime", json_string(mtime));
-        q |= json_object_set_new(e, "uid", json_integer(sandbox_id(st->st_uid, r->uid)));
-        q |= json_object_set_new(e, "gid", json_integer(sandbox_id(st->st_gid, r->gid)));
+        /* the keys are literals, the values checked text: no second UTF-8 check in jansson */
+        q |= json_object_set_new_nocheck(e, "name",
+                                         utf8 ? json_stringn_nocheck(name, name_len) : json_text(name, name_len));
+        q |= json_object_set_new_nocheck(e, "path",
+                                         utf8 ? json_stringn_nocheck(path, path_len) : json_text(path, path_len));
+        q |= json_object_set_new_nocheck(e, "type", json_string_nocheck(type_string(st->st_mode)));
+        q |= json_object_set_new_nocheck(e, "size", json_integer(st->st_size));
+        q |= json_object_set_new_nocheck(e, "mode", json_integer(st->st_mode & 07777));
+        q |= json_object_set_new_nocheck(e, "mtime", json_stringn_nocheck(mtime, 24));
+        q |= json_object_set_new_nocheck(e, "uid", json_integer(sandbox_id(st->st_uid, r->base_uid)));
+        q |= json_object_set_new_nocheck(e, "gid", json_integer(sandbox_id(st->st_gid, r->base_gid)));
         if (target)
-                q |= json_object_set_new(e, "symlinkTarget", json_text(target, target_len));
+                q |= json_object_set_new_nocheck(e, "symlinkTarget", json_text(target, target_len));
         if (q) {
                 json_decref(e);
                 return NULL;
@@ -138,7 +168,8 @@ int files_stat(const struct files_root *r, const char *path, json_t **ret, struc
                         return files_errno(err, ENAMETOOLONG, path);
         }
         name = strcmp(norm, "/") == 0 ? "/" : strrchr(norm, '/') + 1;
-        e = entry_json(r, norm, name, &st, S_ISLNK(st.st_mode) ? target : NULL, (size_t)n);
+        e = files__entry_json(r, norm, strlen(norm), name, strlen(name), false, &st, S_ISLNK(st.st_mode) ? target : NULL,
+                       (size_t)n, &(struct files__mtime_memo){ .sec = -1 });
         if (!e)
                 return sbx_err_set(err, -ENOMEM, "out of memory");
         *ret = e;
@@ -174,15 +205,8 @@ static int fd_is_mount(int fd, dev_t dev)
         return (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) && (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
 }
 
-/* A path for messages, grown and cut as a walk goes down and up. A name that does not fit is left
- * out (the message then names the deepest directory that fitted). */
-struct pathbuf {
-        size_t len;
-        unsigned hidden; /* names pushed but not appended */
-        char s[SBX_MAX_FILE_PATH + 1];
-};
 
-static void pathbuf_init(struct pathbuf *p, const char *norm)
+void files__pathbuf_init(struct files__pathbuf *p, const char *norm)
 {
         p->len = strnlen(norm, sizeof p->s - 1);
         memcpy(p->s, norm, p->len);
@@ -190,7 +214,7 @@ static void pathbuf_init(struct pathbuf *p, const char *norm)
         p->hidden = 0;
 }
 
-static size_t pathbuf_push(struct pathbuf *p, const char *name)
+static size_t pathbuf_push(struct files__pathbuf *p, const char *name)
 {
         size_t old = p->len, n = strlen(name), sep = old > 1;
 
@@ -205,7 +229,7 @@ static size_t pathbuf_push(struct pathbuf *p, const char *name)
         return old;
 }
 
-static void pathbuf_pop(struct pathbuf *p, size_t old)
+static void pathbuf_pop(struct files__pathbuf *p, size_t old)
 {
         if (old == SIZE_MAX) {
                 p->hidden--;
@@ -215,14 +239,8 @@ static void pathbuf_pop(struct pathbuf *p, size_t old)
         p->s[old] = '\0';
 }
 
-struct walk {
-        dev_t dev;           /* the top directory's filesystem: a walk never leaves it */
-        unsigned depth;      /* of the directory being read; the top is 0 */
-        size_t count;        /* entries seen, against SBX_MAX_FS_WALK */
-        struct pathbuf path; /* the entry at hand */
-};
 
-static int walk_count(struct walk *w, struct sbx_err *err)
+int files__walk_count(struct files__walk *w, struct sbx_err *err)
 {
         if (++w->count > SBX_MAX_FS_WALK)
                 return sbx_err_setr(err, -SBX_E_LIMIT, "too_many_entries",
@@ -231,18 +249,13 @@ static int walk_count(struct walk *w, struct sbx_err *err)
         return 0;
 }
 
-enum {
-        WALK_ENTERED,
-        WALK_MOUNT,
-        WALK_GONE
-};
 
 /*
  * Open the subdirectory name of parentfd (w->path names it) for reading. Returns WALK_ENTERED with
  * *ret_fd, WALK_MOUNT (a mount point or another filesystem: not entered), WALK_GONE (vanished, or no
  * directory any more), or < 0 with err set.
  */
-static int walk_enter(struct walk *w, int parentfd, const char *name, int *ret_fd, struct sbx_err *err)
+int files__walk_enter(struct files__walk *w, int parentfd, const char *name, int *ret_fd, struct sbx_err *err)
 {
         _cleanup_close_ int fd = -EBADF;
         int q;
@@ -269,7 +282,7 @@ static int walk_enter(struct walk *w, int parentfd, const char *name, int *ret_f
 }
 
 /* readdir's next entry other than "." and ".."; NULL at the end (errno set on failure, else 0). */
-static struct dirent *next_entry(DIR *d)
+struct dirent *files__next_entry(DIR *d)
 {
         struct dirent *de;
 
@@ -278,370 +291,6 @@ static struct dirent *next_entry(DIR *d)
                 de = readdir(d);
         } while (de && dot_or_dotdot(de->d_name));
         return de;
-}
-
-/* ---------- list ---------- */
-
-struct list_item {
-        char *key;       /* the path relative to the listed directory as shown (UTF-8); owns the block */
-        const char *raw; /* the same on disk (== key unless a name is not valid UTF-8) */
-};
-
-/*
- * A listing keeps only the page: the smallest limit + 1 keys after the cursor, in a max-heap, so a
- * directory of a million entries costs its names once and never a sort of all of them. Subtrees
- * that lie wholly before the cursor or after the heap's largest key are not entered.
- */
-struct lister {
-        struct walk w; /* w.path: the listed directory */
-        bool recursive;
-        const char *cursor; /* relative to the listed directory; NULL: from the start */
-        size_t max_rel;     /* longest relative path that makes a path the API accepts */
-        struct list_item *heap;
-        size_t n, cap;
-        size_t klen, rlen;
-        char key[SBX_MAX_FILE_PATH + 3 * NAME_MAX + 2];
-        char raw[SBX_MAX_FILE_PATH + NAME_MAX + 2];
-        char target[SBX_MAX_FILE_PATH + 1];
-};
-
-static void list_item_swap(struct list_item *a, struct list_item *b)
-{
-        struct list_item t = *a;
-
-        *a = *b;
-        *b = t;
-}
-
-static void heap_up(struct list_item *h, size_t i)
-{
-        while (i > 0) {
-                size_t p = (i - 1) / 2;
-
-                if (strcmp(h[p].key, h[i].key) >= 0)
-                        break;
-                list_item_swap(&h[p], &h[i]);
-                i = p;
-        }
-}
-
-static void heap_down(struct list_item *h, size_t n, size_t i)
-{
-        for (;;) {
-                size_t l = 2 * i + 1, m = i;
-
-                if (l < n && strcmp(h[l].key, h[m].key) > 0)
-                        m = l;
-                if (l + 1 < n && strcmp(h[l + 1].key, h[m].key) > 0)
-                        m = l + 1;
-                if (m == i)
-                        return;
-                list_item_swap(&h[m], &h[i]);
-                i = m;
-        }
-}
-
-static int list_item_cmp(const void *a, const void *b)
-{
-        return strcmp(((const struct list_item *)a)->key, ((const struct list_item *)b)->key);
-}
-
-/* Append name to key and raw. False (nothing appended) when the path would be too long. */
-static bool list_append(struct lister *l, const char *name)
-{
-        size_t n = strlen(name), sep = l->rlen > 0;
-
-        if (l->rlen + sep + n > l->max_rel)
-                return false;
-        if (sep) {
-                l->raw[l->rlen] = '/';
-                l->key[l->klen] = '/';
-        }
-        memcpy(l->raw + l->rlen + sep, name, n + 1);
-        if (utf8_valid(name, n)) {
-                memcpy(l->key + l->klen + sep, name, n + 1);
-        } else {
-                size_t k = utf8_sanitize(name, n, l->key + l->klen + sep);
-
-                if (l->klen + sep + k > l->max_rel) {
-                        l->raw[l->rlen] = '\0';
-                        l->key[l->klen] = '\0';
-                        return false;
-                }
-                l->key[l->klen + sep + k] = '\0';
-                n = k;
-        }
-        l->rlen += sep + strlen(name);
-        l->klen += sep + n;
-        return true;
-}
-
-static void list_cut(struct lister *l, size_t klen, size_t rlen)
-{
-        l->klen = klen;
-        l->rlen = rlen;
-        l->key[klen] = '\0';
-        l->raw[rlen] = '\0';
-}
-
-/* Offer the entry in key/raw to the page. */
-static int list_offer(struct lister *l)
-{
-        struct list_item it;
-        bool same;
-
-        if (l->cursor && strcmp(l->key, l->cursor) <= 0)
-                return 0;
-        if (l->n == l->cap && strcmp(l->key, l->heap[0].key) >= 0)
-                return 0;
-        same = l->klen == l->rlen && memcmp(l->key, l->raw, l->rlen) == 0;
-        it.key = malloc(l->klen + 1 + (same ? 0 : l->rlen + 1));
-        if (!it.key)
-                return -ENOMEM;
-        memcpy(it.key, l->key, l->klen + 1);
-        it.raw = it.key;
-        if (!same)
-                it.raw = memcpy(it.key + l->klen + 1, l->raw, l->rlen + 1);
-        if (l->n == l->cap) {
-                free(l->heap[0].key);
-                l->heap[0] = it;
-                heap_down(l->heap, l->n, 0);
-        } else {
-                l->heap[l->n] = it;
-                heap_up(l->heap, l->n++);
-        }
-        return 0;
-}
-
-/* Whether the subtree of the directory in key can hold an entry of the page. */
-static bool list_subtree_wanted(struct lister *l)
-{
-        bool want = true;
-
-        /* every key below is key + "/" + ...: compare with that prefix */
-        l->key[l->klen] = '/';
-        l->key[l->klen + 1] = '\0';
-        if (l->cursor && strncmp(l->cursor, l->key, l->klen + 1) != 0 && strcmp(l->key, l->cursor) < 0)
-                want = false; /* all before the cursor */
-        else if (l->n == l->cap && strcmp(l->key, l->heap[0].key) > 0)
-                want = false; /* all after the page */
-        l->key[l->klen] = '\0';
-        return want;
-}
-
-static int list_dir(struct lister *l, int fd, struct sbx_err *err);
-
-static int list_enter(struct lister *l, int parentfd, const char *name, struct sbx_err *err)
-{
-        int fd = -EBADF, q;
-
-        q = walk_enter(&l->w, parentfd, name, &fd, err);
-        if (q != WALK_ENTERED)
-                return q < 0 ? q : 0;
-        l->w.depth++;
-        q = list_dir(l, fd, err);
-        l->w.depth--;
-        return q;
-}
-
-/* Read the directory fd (owned) into the page, and its subdirectories when recursive. */
-static int list_dir(struct lister *l, int fd, struct sbx_err *err)
-{
-        _cleanup_(closedirp) DIR *d = NULL;
-        struct dirent *de;
-        int q;
-
-        d = fdopendir(fd);
-        if (!d) {
-                q = errno;
-                safe_close(fd);
-                return files_errno(err, q, l->w.path.s);
-        }
-        while ((de = next_entry(d))) {
-                size_t klen = l->klen, rlen = l->rlen;
-
-                q = walk_count(&l->w, err);
-                if (q < 0)
-                        return q;
-                if (!list_append(l, de->d_name))
-                        continue; /* a path the API cannot name: not listed, not entered */
-                q = list_offer(l);
-                if (q < 0)
-                        return sbx_err_set(err, q, "out of memory");
-                if (l->recursive && (de->d_type == DT_DIR || de->d_type == DT_UNKNOWN) && list_subtree_wanted(l))
-                        q = list_enter(l, dirfd(d), de->d_name, err);
-                list_cut(l, klen, rlen);
-                if (q < 0)
-                        return q;
-        }
-        if (errno != 0)
-                return files_errno(err, errno, l->w.path.s);
-        return 0;
-}
-
-/* openat2 beneath top without following anything: re-finds a directory the walk went through. */
-static int open_beneath(int top, const char *rel)
-{
-        struct open_how how = {
-                .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
-                .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
-        };
-
-        for (int i = 0; i < 32; i++) {
-                int fd = (int)syscall(SYS_openat2, top, rel, &how, sizeof how);
-                if (fd >= 0)
-                        return fd;
-                if (errno != EAGAIN && errno != EINTR)
-                        return -errno;
-        }
-        return -EAGAIN;
-}
-
-/* Stat the page: only now, and only its entries. Entries gone meanwhile are left out. */
-static int list_page(struct lister *l, const struct files_root *r, int top, const char *pre, size_t limit,
-                     json_t *entries, struct sbx_err *err)
-{
-        _cleanup_close_ int pfd = -EBADF;
-        char path[SBX_MAX_FILE_PATH + 1];
-        bool have_parent = false;
-
-        for (size_t i = 0; i < l->n && i < limit; i++) {
-                const struct list_item *it = &l->heap[i];
-                const char *slash = strrchr(it->raw, '/'), *name = slash ? slash + 1 : it->raw;
-                int dfd = top;
-                ssize_t tn = 0;
-                struct stat st;
-                json_t *e;
-
-                if (slash) {
-                        /* the parent (in raw) is cached in key: consecutive entries share it */
-                        size_t plen = (size_t)(slash - it->raw);
-
-                        if (!have_parent || strlen(l->key) != plen || memcmp(l->key, it->raw, plen) != 0) {
-                                pfd = safe_close(pfd);
-                                memcpy(l->key, it->raw, plen);
-                                l->key[plen] = '\0';
-                                have_parent = true;
-                                pfd = open_beneath(top, l->key);
-                        }
-                        if (pfd < 0)
-                                continue;
-                        dfd = pfd;
-                }
-                if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-                        if (errno == ENOENT || errno == ENOTDIR)
-                                continue;
-                        return files_errno(err, errno, l->w.path.s);
-                }
-                if (S_ISLNK(st.st_mode)) {
-                        tn = readlinkat(dfd, name, l->target, sizeof l->target);
-                        if (tn < 0 || (size_t)tn == sizeof l->target)
-                                tn = 0; /* changed meanwhile, or longer than any path: shown empty */
-                }
-                snprintf(path, sizeof path, "%s%s", pre, it->key);
-                e = entry_json(r, path, strrchr(path, '/') + 1, &st, S_ISLNK(st.st_mode) ? l->target : NULL,
-                               (size_t)tn);
-                if (json_array_append_new(entries, e) < 0)
-                        return sbx_err_set(err, -ENOMEM, "out of memory");
-        }
-        return 0;
-}
-
-static void lister_free(struct lister *l)
-{
-        if (!l)
-                return;
-        for (size_t i = 0; i < l->n; i++)
-                free(l->heap[i].key);
-        free(l->heap);
-        free(l);
-}
-DEFINE_FREEP(struct lister, lister_free)
-
-int files_list(const struct files_root *r, const char *path, const struct files_list_opts *o, json_t **ret,
-               struct sbx_err *err)
-{
-        size_t limit = o && o->limit ? o->limit : SBX_DEFAULT_FS_LIST_LIMIT;
-        char norm[SBX_MAX_FILE_PATH + 2], pre[SBX_MAX_FILE_PATH + 3], cur[SBX_MAX_FILE_PATH + 2];
-        _cleanup_(lister_freep) struct lister *l = NULL;
-        _cleanup_close_ int fd = -EBADF, rfd = -EBADF;
-        bool nothing = false;
-        json_t *entries, *res;
-        size_t plen;
-        struct stat st;
-        int q;
-
-        if (limit > SBX_MAX_FS_LIST_LIMIT)
-                return sbx_err_setr(err, -SBX_E_INVALID, "invalid_value", "'limit' must be between 1 and %d",
-                                    SBX_MAX_FS_LIST_LIMIT);
-        if (files_path_normalize(path, norm, sizeof norm) < 0)
-                return files_errno(err, ENAMETOOLONG, path);
-        snprintf(pre, sizeof pre, "%s%s", norm, strcmp(norm, "/") == 0 ? "" : "/");
-        plen = strlen(pre);
-        l = calloc(1, sizeof *l);
-        if (!l)
-                return sbx_err_set(err, -ENOMEM, "out of memory");
-        if (o && o->cursor) {
-                q = files_path_check(o->cursor, strlen(o->cursor), "cursor", err);
-                if (q < 0)
-                        return q;
-                if (files_path_normalize(o->cursor, cur, sizeof cur) < 0)
-                        return files_errno(err, ENAMETOOLONG, "cursor");
-                /* entries are pre + key: a cursor outside pre lies before or after all of them */
-                if (strncmp(cur, pre, plen) == 0)
-                        l->cursor = cur + plen;
-                else if (strcmp(cur, pre) > 0)
-                        nothing = true;
-        }
-        q = files_open(r, path, O_RDONLY | O_DIRECTORY, &fd, err);
-        if (q < 0)
-                return q;
-        if (fstat(fd, &st) < 0)
-                return files_errno(err, errno, path);
-        l->recursive = o && o->recursive;
-        l->w.dev = st.st_dev;
-        pathbuf_init(&l->w.path, path);
-        l->max_rel = plen < SBX_MAX_FILE_PATH ? SBX_MAX_FILE_PATH - plen : 0;
-        l->cap = limit + 1; /* one more than the page tells whether anything follows */
-        l->heap = calloc(l->cap, sizeof *l->heap);
-        if (!l->heap)
-                return sbx_err_set(err, -ENOMEM, "out of memory");
-        if (!nothing) {
-                /* a second open file: the walk reads it, fd stays for the stats of the page */
-                rfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-                if (rfd < 0)
-                        return files_errno(err, errno, path);
-                q = list_dir(l, TAKE_FD(rfd), err);
-                if (q < 0)
-                        return q;
-        }
-        qsort(l->heap, l->n, sizeof *l->heap, list_item_cmp);
-
-        entries = json_array();
-        res = json_object();
-        if (json_object_set_new(res, "entries", entries) < 0) {
-                json_decref(res);
-                return sbx_err_set(err, -ENOMEM, "out of memory");
-        }
-        q = list_page(l, r, fd, pre, limit, entries, err);
-        if (q >= 0) {
-                json_t *next = json_null();
-
-                if (l->n > limit) {
-                        char last[SBX_MAX_FILE_PATH + 1];
-
-                        snprintf(last, sizeof last, "%s%s", pre, l->heap[limit - 1].key);
-                        next = json_string(last);
-                }
-                if (json_object_set_new(res, "nextCursor", next) < 0)
-                        q = sbx_err_set(err, -ENOMEM, "out of memory");
-        }
-        if (q < 0) {
-                json_decref(res);
-                return q;
-        }
-        *ret = res;
-        return 0;
 }
 
 /* ---------- mkdir, move, chmod ---------- */
@@ -757,15 +406,15 @@ int files_chmod(const struct files_root *r, const char *path, mode_t mode, struc
 
 /* ---------- delete ---------- */
 
-static int delete_children(struct walk *w, int fd, struct sbx_err *err);
+static int delete_children(struct files__walk *w, int fd, struct sbx_err *err);
 
 /* Remove name in dfd (w->path names it), a directory with all it holds. */
-static int delete_entry(struct walk *w, int dfd, const char *name, unsigned char type, struct sbx_err *err)
+static int delete_entry(struct files__walk *w, int dfd, const char *name, unsigned char type, struct sbx_err *err)
 {
         int fd = -EBADF, q;
 
         if (type == DT_DIR || type == DT_UNKNOWN) {
-                q = walk_enter(w, dfd, name, &fd, err);
+                q = files__walk_enter(w, dfd, name, &fd, err);
                 if (q < 0)
                         return q;
                 if (q == WALK_MOUNT)
@@ -795,9 +444,9 @@ static int delete_entry(struct walk *w, int dfd, const char *name, unsigned char
 }
 
 /* Empty the directory fd (owned). Goes on past a failed entry like rm -r; returns the first error. */
-static int delete_children(struct walk *w, int fd, struct sbx_err *err)
+static int delete_children(struct files__walk *w, int fd, struct sbx_err *err)
 {
-        _cleanup_(closedirp) DIR *d = NULL;
+        _cleanup_(files__closedirp) DIR *d = NULL;
         struct dirent *de;
         int ret = 0, q;
 
@@ -807,10 +456,10 @@ static int delete_children(struct walk *w, int fd, struct sbx_err *err)
                 safe_close(fd);
                 return files_errno(err, q, w->path.s);
         }
-        while ((de = next_entry(d))) {
+        while ((de = files__next_entry(d))) {
                 size_t old;
 
-                q = walk_count(w, err);
+                q = files__walk_count(w, err);
                 if (q < 0)
                         return q;
                 old = pathbuf_push(&w->path, de->d_name);
@@ -830,7 +479,7 @@ int files_delete(const struct files_root *r, const char *path, bool recursive, s
 {
         _cleanup_close_ int dirfd = -EBADF, fd = -EBADF;
         char name[NAME_MAX + 1], norm[SBX_MAX_FILE_PATH + 2];
-        struct walk *w = NULL;
+        struct files__walk *w = NULL;
         struct stat st;
         int q;
 
@@ -865,7 +514,7 @@ int files_delete(const struct files_root *r, const char *path, bool recursive, s
         if (!w)
                 return sbx_err_set(err, -ENOMEM, "out of memory");
         w->dev = st.st_dev;
-        pathbuf_init(&w->path, norm);
+        files__pathbuf_init(&w->path, norm);
         q = delete_children(w, TAKE_FD(fd), err);
         free(w);
         if (q < 0)
@@ -883,8 +532,8 @@ struct copier {
         bool have_dest; /* dest_dev/dest_ino hold the top copy (a directory) */
         dev_t dest_dev;
         ino_t dest_ino;
-        struct walk w;                    /* the source side */
-        struct pathbuf dpath;             /* the destination entry, for messages */
+        struct files__walk w;                    /* the source side */
+        struct files__pathbuf dpath;             /* the destination entry, for messages */
         char link[SBX_MAX_FILE_PATH + 1]; /* a symlink's text */
 };
 
@@ -999,7 +648,7 @@ static int copy_one(struct copier *c, int sdir, const char *sname, const struct 
 /* Copy the entries of the source directory sfd (owned) into the directory dfd. */
 static int copy_children(struct copier *c, int sfd, int dfd, struct sbx_err *err)
 {
-        _cleanup_(closedirp) DIR *d = NULL;
+        _cleanup_(files__closedirp) DIR *d = NULL;
         struct dirent *de;
         int q;
 
@@ -1009,11 +658,11 @@ static int copy_children(struct copier *c, int sfd, int dfd, struct sbx_err *err
                 safe_close(sfd);
                 return files_errno(err, q, c->w.path.s);
         }
-        while ((de = next_entry(d))) {
+        while ((de = files__next_entry(d))) {
                 size_t sold, dold;
                 struct stat st;
 
-                q = walk_count(&c->w, err);
+                q = files__walk_count(&c->w, err);
                 if (q < 0)
                         return q;
                 sold = pathbuf_push(&c->w.path, de->d_name);
@@ -1122,7 +771,7 @@ static int copy_one(struct copier *c, int sdir, const char *sname, const struct 
                         return q;
                 c->w.dev = st->st_dev;
         } else {
-                q = walk_enter(&c->w, sdir, sname, &sfd, err);
+                q = files__walk_enter(&c->w, sdir, sname, &sfd, err);
                 if (q < 0)
                         return q;
                 if (q == WALK_GONE)
@@ -1204,7 +853,7 @@ int files_copy(const struct files_root *r, const char *from, const char *to, boo
                 return sbx_err_set(err, -ENOMEM, "out of memory");
         c->r = r;
         c->overwrite = overwrite;
-        pathbuf_init(&c->w.path, nfrom);
-        pathbuf_init(&c->dpath, nto);
+        files__pathbuf_init(&c->w.path, nfrom);
+        files__pathbuf_init(&c->dpath, nto);
         return copy_one(c, sdir, sname, &st, ddir, dname, true, err);
 }

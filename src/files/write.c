@@ -97,8 +97,8 @@ int files__writer_open_at(const struct files_root *r, int dirfd, const char *nam
                  * into a file owned by a host id (a set-id one, say, in a bind of a host dir). */
                 if (S_ISREG(st.st_mode)) {
                         mode = st.st_mode & 07777;
-                        if (!(flags & FILES__W_ROOT_OWNER) && sandbox_id(st.st_uid, r->uid) &&
-                            sandbox_id(st.st_gid, r->gid)) {
+                        if (!(flags & FILES__W_ROOT_OWNER) && sandbox_id(st.st_uid, r->base_uid) &&
+                            sandbox_id(st.st_gid, r->base_gid)) {
                                 uid = st.st_uid;
                                 gid = st.st_gid;
                         }

@@ -135,6 +135,28 @@ test('PUT: parents, mode, owner is the sandbox root, a replaced file keeps its o
         assert.equal(r.json.error.code, 'is_a_directory');
 });
 
+test('user: what a call creates belongs to that sandbox user', async () => {
+        let r = await put(sb.id, '/tmp/u/owned.txt', 'x', '?parents=true&user=nobody');
+        assert.equal(r.status, 200, r.text);
+        assert.equal(r.json.uid, 65534);
+        assert.equal(await sh(sb.id, 'stat -c "%u %g" /tmp/u /tmp/u/owned.txt'), '65534 65534\n65534 65534\n');
+        r = await put(sb.id, '/tmp/u/num.txt', 'x', '?user=1234');
+        assert.equal(await sh(sb.id, 'stat -c "%u %g" /tmp/u/num.txt'), '1234 1234\n');
+        r = await fsPost(sb.id, { op: 'mkdir', path: '/tmp/u/d', user: '4321' });
+        assert.equal(r.json.uid, 4321, describe(r));
+        r = await fx.api.request('POST', `/v1/sandboxes/${sb.id}/fs/batch`, { user: '777', operations: [{ path: '/tmp/u/b/f', content: 'b' }] });
+        assert.equal(r.status, 200, describe(r));
+        assert.equal(await sh(sb.id, 'stat -c "%u" /tmp/u/b /tmp/u/b/f'), '777\n777\n');
+        r = await put(sb.id, '/tmp/u/x', 'x', '?user=no-such-user');
+        assert.equal(r.status, 404, r.text);
+        assert.equal(r.json.error.code, 'user_not_found');
+        r = await fsPost(sb.id, { op: 'mkdir', path: '/tmp/u/e', user: 'no-such-user' });
+        expectError(r, 404, 'user_not_found', 'no-such-user');
+        r = await fsPost(sb.id, { op: 'mkdir', path: '/tmp/u/e', user: 70000 });
+        expectError(r, 400, 'invalid_type', 'user');
+        await sh(sb.id, 'rm -rf /tmp/u');
+});
+
 test('atomic replace: a reader in the sandbox never sees a mix', async () => {
         const A = Buffer.alloc(1 << 20, 'a');
         const B = Buffer.alloc(1 << 20, 'b');

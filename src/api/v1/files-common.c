@@ -166,6 +166,20 @@ int files_json_u64(json_t *o, const char *name, uint64_t def, uint64_t max, uint
         return 0;
 }
 
+int files_json_user(json_t *o, const char **ret, struct sbx_err *err)
+{
+        json_t *v = json_object_get(o, "user");
+
+        *ret = NULL;
+        if (!v || json_is_null(v))
+                return 0;
+        if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 255 ||
+            strlen(json_string_value(v)) != json_string_length(v))
+                return sbx_err_setr(err, -SBX_E_INVALID, "invalid_type", "'user' must be a user name or id (a string)");
+        *ret = json_string_value(v);
+        return 0;
+}
+
 int files_json_only(json_t *o, const char *const *known, struct sbx_err *err)
 {
         const char *key;

@@ -28,5 +28,7 @@ int files_json_path(json_t *o, const char *name, bool opt, const char **ret, str
 int files_json_bool(json_t *o, const char *name, bool def, bool *ret, struct sbx_err *err);
 int files_json_mode(json_t *o, const char *name, bool *has, mode_t *ret, struct sbx_err *err);
 int files_json_u64(json_t *o, const char *name, uint64_t def, uint64_t max, uint64_t *ret, struct sbx_err *err);
+/* Optional "user" (a name or id of the sandbox's /etc/passwd): *ret NULL when absent. */
+int files_json_user(json_t *o, const char **ret, struct sbx_err *err);
 /* Refuse fields of o not in the NULL-terminated list (unknown_field). */
 int files_json_only(json_t *o, const char *const *known, struct sbx_err *err);

@@ -138,6 +138,7 @@ void v1_file_get(struct http_request *req)
 
 struct file_put {
         struct files_lease *lease;
+        struct files_root root; /* the lease's, acting as ?user= */
         struct files_writer *w;
         char path[SBX_MAX_FILE_PATH + 2];
         bool committing; /* the commit runs on the worker pool: it frees w */
@@ -168,6 +169,7 @@ static int v1_file_put_open(struct http_request *req, int *ret_fd, uint64_t *ret
         char path[SBX_MAX_FILE_PATH + 2];
         struct files_write_opts o = {};
         struct file_put *p;
+        const char *user;
         int r, fd = -1;
 
         r = files_param_path(req, 1, path, sizeof path, err);
@@ -184,13 +186,25 @@ static int v1_file_put_open(struct http_request *req, int *ret_fd, uint64_t *ret
                 return -ENOMEM;
         snprintf(p->path, sizeof p->path, "%s", path);
         r = manager_files_acquire(ctx->manager, http_request_param(req, 0), &p->lease, err);
-        if (r >= 0)
-                r = files_identity_enter(files_lease_root(p->lease));
         if (r >= 0) {
-                r = files_writer_open(files_lease_root(p->lease), path, &o, &p->w, err);
-                files_identity_leave();
-        } else
-                (void)sbx_err_set(err, r, "cannot take the sandbox's identity: %s", strerror(-r));
+                p->root = *files_lease_root(p->lease);
+                user = http_request_query(req, "user");
+                if (user) {
+                        struct files_user u;
+
+                        r = files_user_lookup(files_lease_root(p->lease), user, &u, err);
+                        if (r >= 0)
+                                r = files_root_as(files_lease_root(p->lease), &u, &p->root);
+                }
+        }
+        if (r >= 0) {
+                r = files_identity_enter(&p->root);
+                if (r >= 0) {
+                        r = files_writer_open(&p->root, path, &o, &p->w, err);
+                        files_identity_leave();
+                } else
+                        (void)sbx_err_set(err, r, "cannot take the sandbox's identity: %s", strerror(-r));
+        }
         if (r >= 0) {
                 fd = fcntl(files_writer_fd(p->w), F_DUPFD_CLOEXEC, 3);
                 if (fd < 0)
@@ -242,8 +256,8 @@ void v1_file_put(struct http_request *req)
                 return;
         }
         p->committing = true;
-        if (manager_files_run(api_ctx(req)->manager, http_request_param(req, 0), false, put_commit, p, put_done, req,
-                              &err) < 0) {
+        if (manager_files_run(api_ctx(req)->manager, http_request_param(req, 0), false, NULL, put_commit, p, put_done,
+                              req, &err) < 0) {
                 p->committing = false;
                 http_reply_error(req, &err);
         }
@@ -308,8 +322,8 @@ void v1_archive_put(struct http_request *req)
                 return;
         }
         /* the request stays until the reply (no on_close needed: the job only replies) */
-        if (manager_files_run(api_ctx(req)->manager, http_request_param(req, 0), true, untar_fn, j, untar_done, j,
-                              &err) < 0) {
+        if (manager_files_run(api_ctx(req)->manager, http_request_param(req, 0), true, http_request_query(req, "user"),
+                              untar_fn, j, untar_done, j, &err) < 0) {
                 safe_close(j->fd);
                 free(j);
                 http_reply_error(req, &err);
@@ -478,7 +492,7 @@ void v1_archive_get(struct http_request *req)
         }
         j->poll_init = true;
         j->poll.data = j;
-        if (manager_files_run(ctx->manager, http_request_param(req, 0), false, tar_fn, j, tar_done, j, &err) < 0) {
+        if (manager_files_run(ctx->manager, http_request_param(req, 0), false, NULL, tar_fn, j, tar_done, j, &err) < 0) {
                 safe_close(j->wfd);
                 j->worker_done = true;
                 j->req = NULL;

@@ -35,6 +35,7 @@ struct fs_job {
         struct files_list_opts list;
         struct files_search_opts search;
         struct files_replace_opts replace;
+        const char *user;               /* act as this sandbox user (NULL: root) */
         const char **files;             /* replace */
         struct files_batch_op *batch;
         size_t n_batch;
@@ -107,8 +108,8 @@ static void fs_run(struct http_request *req, struct fs_job *j)
         struct sbx_err err = {};
         bool exclusive = j->op == FS_BATCH || j->op == FS_REPLACE;
 
-        if (manager_files_run(api_ctx(req)->manager, http_request_param(req, 0), exclusive, fs_fn, j, fs_done, j,
-                              &err) < 0) {
+        if (manager_files_run(api_ctx(req)->manager, http_request_param(req, 0), exclusive, j->user, fs_fn, j, fs_done,
+                              j, &err) < 0) {
                 fs_job_free(j);
                 http_reply_error(req, &err);
         }
@@ -195,10 +196,10 @@ void v1_fs_get(struct http_request *req)
 
 void v1_fs_post(struct http_request *req)
 {
-        static const char *const k_mkdir[] = { "op", "path", "parents", "mode", NULL };
-        static const char *const k_move[] = { "op", "from", "to", "overwrite", "parents", NULL };
-        static const char *const k_delete[] = { "op", "path", "recursive", NULL };
-        static const char *const k_chmod[] = { "op", "path", "mode", NULL };
+        static const char *const k_mkdir[] = { "op", "path", "parents", "mode", "user", NULL };
+        static const char *const k_move[] = { "op", "from", "to", "overwrite", "parents", "user", NULL };
+        static const char *const k_delete[] = { "op", "path", "recursive", "user", NULL };
+        static const char *const k_chmod[] = { "op", "path", "mode", "user", NULL };
         json_t *body = http_request_json(req), *opv;
         struct sbx_err err = {};
         const char *op;
@@ -272,6 +273,8 @@ void v1_fs_post(struct http_request *req)
                         r = sbx_err_setr(&err, -SBX_E_INVALID, "missing_field", "'mode' is required");
                 break;
         }
+        if (r >= 0)
+                r = files_json_user(body, &j->user, &err);
         if (r < 0) {
                 fs_job_free(j);
                 http_reply_error(req, &err);
@@ -480,6 +483,15 @@ void v1_fs_batch(struct http_request *req)
         }
         if (!(j = fs_job_new(req, FS_BATCH, body)))
                 return;
+        if (json_is_object(body)) {
+                static const char *const known[] = { "operations", "user", NULL };
+
+                r = files_json_only(body, known, &err);
+                if (r >= 0)
+                        r = files_json_user(body, &j->user, &err);
+        }
+        if (r >= 0 && !j->user)
+                j->user = http_request_query(req, "user");
         j->n_batch = json_array_size(ops);
         j->batch = calloc(j->n_batch + 1, sizeof *j->batch);
         j->blobs = calloc(j->n_batch + 1, sizeof *j->blobs);

@@ -31,6 +31,7 @@
 #include "common/cleanup.h"
 #include "common/err.h"
 #include "common/limits.h"
+#include "files/files-internal.h"
 #include "files/files.h"
 
 #define ID 12345
@@ -61,7 +62,7 @@ static int setup(void **state)
         assert_non_null(mkdtemp(f->dir));
         f->fd = open(f->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
         assert_true(f->fd >= 0);
-        f->r = (struct files_root){ .fd = f->fd, .uid = ID, .gid = ID };
+        f->r = (struct files_root){ .fd = f->fd, .uid = ID, .gid = ID, .base_uid = ID, .base_gid = ID };
         *state = f;
         return 0;
 }
@@ -424,6 +425,192 @@ static void test_list_big(void **state)
         assert_true(first < 1.0);
         assert_true(mid < 1.0);
         assert_true(rec < 1.0);
+}
+
+/* The cache of a plain listing's names is kept only for a directory left alone a while (ops.c:
+ * LIST_CACHE_SETTLE_NSEC): wait longer than that. */
+static void settle(void)
+{
+        struct timespec ts = { .tv_nsec = 250 * 1000000 };
+
+        nanosleep(&ts, NULL);
+}
+
+/* One page of a plain listing: paths joined by '\n' into out (static), nextCursor into cursor ("" at
+ * the end); the cache's hits and misses it caused into *ret_hit / *ret_miss. */
+static const char *list_one(const struct files_root *r, const char *path, size_t limit, char *cursor, int *ret_hit,
+                            int *ret_miss)
+{
+        static char out[4096];
+        struct files_list_opts o = { .limit = limit, .cursor = cursor[0] ? cursor : NULL };
+        uint64_t h0, m0, h1, m1;
+        json_t *res = NULL, *e, *next;
+        size_t i;
+
+        out[0] = '\0';
+        files__list_cache_stats(&h0, &m0);
+        assert_ok(files_list(r, path, &o, &res, E));
+        files__list_cache_stats(&h1, &m1);
+        *ret_hit = (int)(h1 - h0);
+        *ret_miss = (int)(m1 - m0);
+        json_array_foreach(json_object_get(res, "entries"), i, e) {
+                append(out, sizeof out, jstr(e, "path"));
+                append(out, sizeof out, "\n");
+        }
+        next = json_object_get(res, "nextCursor");
+        snprintf(cursor, SBX_MAX_FILE_PATH + 1, "%s", json_is_string(next) ? json_string_value(next) : "");
+        json_decref(res);
+        return out;
+}
+
+static void test_list_cache(void **state)
+{
+        struct fx *f = *state;
+        char name[32], cursor[SBX_MAX_FILE_PATH + 1] = "";
+        _cleanup_close_ int other = -EBADF;
+        struct files_root r2;
+        int hit, miss;
+
+        mk(f, "C");
+        for (int i = 0; i < 30; i++) {
+                snprintf(name, sizeof name, "C/c%02d", i);
+                put(f, name, "x");
+        }
+        settle();
+
+        /* page 1 reads the directory and keeps its names; page 2 takes them from the cache */
+        assert_string_equal(list_one(&f->r, "/C", 4, cursor, &hit, &miss), "/C/c00\n/C/c01\n/C/c02\n/C/c03\n");
+        assert_int_equal(hit, 0);
+        assert_int_equal(miss, 1);
+        assert_string_equal(cursor, "/C/c03");
+        assert_string_equal(list_one(&f->r, "/C", 4, cursor, &hit, &miss), "/C/c04\n/C/c05\n/C/c06\n/C/c07\n");
+        assert_int_equal(hit, 1);
+        assert_int_equal(miss, 0);
+
+        /* a change between pages shows on the next page: an entry added after the cursor, one removed */
+        put(f, "C/c08a", "x");
+        assert_int_equal(unlink(H(f, "C/c09")), 0);
+        assert_string_equal(list_one(&f->r, "/C", 4, cursor, &hit, &miss), "/C/c08\n/C/c08a\n/C/c10\n/C/c11\n");
+        assert_int_equal(hit, 0);
+        assert_int_equal(miss, 1);
+        /* just changed: read again, not kept, until it has settled */
+        assert_string_equal(list_one(&f->r, "/C", 4, cursor, &hit, &miss), "/C/c12\n/C/c13\n/C/c14\n/C/c15\n");
+        assert_int_equal(miss, 1);
+        /* a rename is a change too */
+        settle();
+        assert_string_equal(list_one(&f->r, "/C", 4, cursor, &hit, &miss), "/C/c16\n/C/c17\n/C/c18\n/C/c19\n");
+        assert_int_equal(miss, 1);
+        assert_int_equal(rename(H(f, "C/c20"), H(f, "C/c99")), 0);
+        assert_string_equal(list_one(&f->r, "/C", 4, cursor, &hit, &miss), "/C/c21\n/C/c22\n/C/c23\n/C/c24\n");
+        assert_int_equal(hit, 0);
+        assert_int_equal(miss, 1);
+        settle();
+        assert_string_equal(list_one(&f->r, "/C", 4, cursor, &hit, &miss), "/C/c25\n/C/c26\n/C/c27\n/C/c28\n");
+        assert_int_equal(miss, 1);
+        assert_string_equal(list_one(&f->r, "/C", 4, cursor, &hit, &miss), "/C/c29\n/C/c99\n");
+        assert_int_equal(hit, 1);
+        assert_string_equal(cursor, "");
+        /* the same directory under another path of the same root: the same names */
+        cursor[0] = '\0';
+        assert_string_equal(list_one(&f->r, "/C/../C/.", 4, cursor, &hit, &miss), "/C/c00\n/C/c01\n/C/c02\n/C/c03\n");
+        assert_int_equal(hit, 1);
+
+        /* the same directory reached from another root (a sandbox whose tree holds this one's /C):
+         * never shares the first root's names */
+        mk(f, "inner");
+        assert_int_equal(rename(H(f, "C"), H(f, "inner/C")), 0);
+        settle();
+        cursor[0] = '\0';
+        assert_string_equal(list_one(&f->r, "/inner/C", 4, cursor, &hit, &miss),
+                            "/inner/C/c00\n/inner/C/c01\n/inner/C/c02\n/inner/C/c03\n");
+        assert_int_equal(miss, 1);
+        assert_string_equal(list_one(&f->r, "/inner/C", 4, cursor, &hit, &miss),
+                            "/inner/C/c04\n/inner/C/c05\n/inner/C/c06\n/inner/C/c07\n");
+        assert_int_equal(hit, 1);
+        other = open(H(f, "inner"), O_PATH | O_DIRECTORY | O_CLOEXEC);
+        assert_true(other >= 0);
+        r2 = (struct files_root){ .fd = other, .uid = ID, .gid = ID, .base_uid = ID, .base_gid = ID };
+        cursor[0] = '\0';
+        assert_string_equal(list_one(&r2, "/C", 4, cursor, &hit, &miss), "/C/c00\n/C/c01\n/C/c02\n/C/c03\n");
+        assert_int_equal(hit, 0);
+        assert_int_equal(miss, 1);
+        assert_string_equal(list_one(&r2, "/C", 4, cursor, &hit, &miss), "/C/c04\n/C/c05\n/C/c06\n/C/c07\n");
+        assert_int_equal(hit, 1);
+        /* and the first root still has its own */
+        cursor[0] = '\0';
+        assert_string_equal(list_one(&f->r, "/inner/C", 4, cursor, &hit, &miss),
+                            "/inner/C/c00\n/inner/C/c01\n/inner/C/c02\n/inner/C/c03\n");
+        assert_int_equal(hit, 1);
+
+        /* a listing that fits one page is not kept (it would push a larger one out) */
+        mk(f, "small");
+        put(f, "small/a", "x");
+        settle();
+        cursor[0] = '\0';
+        assert_string_equal(list_one(&f->r, "/small", 10, cursor, &hit, &miss), "/small/a\n");
+        assert_int_equal(miss, 1);
+        assert_string_equal(list_one(&f->r, "/small", 10, cursor, &hit, &miss), "/small/a\n");
+        assert_int_equal(miss, 1);
+}
+
+/* More names than a listing keeps in memory (ops.c LIST_NAMES_MAX_BYTES, 16 MiB): the page is chosen
+ * like a recursive listing's, and paging still lists each entry once, in order. */
+static void test_list_huge_names(void **state)
+{
+        struct fx *f = *state;
+        char name[NAME_MAX + 1], cursor[SBX_MAX_FILE_PATH + 1] = "", prev[NAME_MAX + 1] = "";
+        const int n = 70000;
+        size_t total = 0;
+        int dfd, pages = 0;
+        uint64_t h0, m0, h1, m1;
+
+        mk(f, "huge");
+        assert_int_equal(mount("tmpfs", H(f, "huge"), "tmpfs", 0, "size=16m,nr_inodes=100k"), 0);
+        dfd = open(H(f, "huge"), O_PATH | O_DIRECTORY | O_CLOEXEC);
+        assert_true(dfd >= 0);
+        memset(name, 'n', 250);
+        name[250] = '\0';
+        for (int i = 0; i < n; i++) {
+                char num[8];
+
+                snprintf(num, sizeof num, "%06d", (i * 7919) % n);
+                memcpy(name + 244, num, 6); /* 250 bytes each: 70,000 of them make 17.5 MB */
+                int fd = openat(dfd, name, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+                assert_true(fd >= 0);
+                close(fd);
+        }
+        close(dfd);
+        settle();
+
+        files__list_cache_stats(&h0, &m0);
+        for (;;) {
+                struct files_list_opts o = { .limit = SBX_MAX_FS_LIST_LIMIT, .cursor = cursor[0] ? cursor : NULL };
+                json_t *res = NULL, *e, *next;
+                size_t i;
+
+                assert_ok(files_list(&f->r, "/huge", &o, &res, E));
+                pages++;
+                json_array_foreach(json_object_get(res, "entries"), i, e) {
+                        const char *nm = jstr(e, "name");
+
+                        assert_int_equal(strlen(nm), 250);
+                        assert_true(strcmp(prev, nm) < 0);
+                        snprintf(prev, sizeof prev, "%s", nm);
+                        total++;
+                }
+                next = json_object_get(res, "nextCursor");
+                snprintf(cursor, sizeof cursor, "%s", json_is_string(next) ? json_string_value(next) : "");
+                json_decref(res);
+                if (!cursor[0])
+                        break;
+                assert_true(pages < 100);
+        }
+        files__list_cache_stats(&h1, &m1);
+        assert_int_equal(total, n);
+        assert_int_equal(pages, (n + SBX_MAX_FS_LIST_LIMIT - 1) / SBX_MAX_FS_LIST_LIMIT);
+        assert_int_equal(h1 - h0, 0); /* never kept */
+        assert_int_equal(m1 - m0, pages);
+        assert_int_equal(umount2(H(f, "huge"), MNT_DETACH), 0);
 }
 
 /* ---------- mkdir, move, chmod ---------- */
@@ -927,7 +1114,7 @@ static void test_mounts(void **state)
         snprintf(proc, sizeof proc, "/proc/%d/root%s", (int)pid, f->dir);
         rfd = open(proc, O_PATH | O_DIRECTORY | O_CLOEXEC);
         assert_true(rfd >= 0);
-        r = (struct files_root){ .fd = rfd, .uid = ID, .gid = ID };
+        r = (struct files_root){ .fd = rfd, .uid = ID, .gid = ID, .base_uid = ID, .base_gid = ID };
 
         assert_ok(files_write(&r, "/mnt/in-tmpfs", "t", 1, &o, E));
         assert_false(exists(f, "mnt/in-tmpfs")); /* it went to the child's tmpfs */
@@ -997,9 +1184,12 @@ int main(void)
 {
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
         const struct CMUnitTest tests[] = {
-                T(test_stat),   T(test_list_pages), T(test_list_recursive), T(test_list_big), T(test_mkdir),
-                T(test_move),   T(test_chmod),      T(test_copy),           T(test_delete),   T(test_writer),
-                T(test_escape), T(test_fifo),       T(test_batch),          T(test_mounts),
+                T(test_stat),     T(test_list_pages), T(test_list_recursive),
+                T(test_list_big), T(test_list_cache), T(test_list_huge_names),
+                T(test_mkdir),    T(test_move),       T(test_chmod),
+                T(test_copy),     T(test_delete),     T(test_writer),
+                T(test_escape),   T(test_fifo),       T(test_batch),
+                T(test_mounts),
         };
 
         if (geteuid() != 0) {

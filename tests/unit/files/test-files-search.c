@@ -60,6 +60,8 @@ static int setup(void **state)
         assert_true(f->r.fd >= 0);
         f->r.uid = OWNER;
         f->r.gid = OWNER;
+        f->r.base_uid = OWNER;
+        f->r.base_gid = OWNER;
         *state = f;
         return 0;
 }

@@ -217,7 +217,7 @@ static int setup(void **state)
         assert_non_null(mkdtemp(f->dir));
         f->rootfd = open(f->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
         assert_true(f->rootfd >= 0);
-        f->root = (struct files_root){ .fd = f->rootfd, .uid = 12345, .gid = 12345 };
+        f->root = (struct files_root){ .fd = f->rootfd, .uid = 12345, .gid = 12345, .base_uid = 12345, .base_gid = 12345 };
         assert_int_equal(mkdir(hp(f, "w"), 0755), 0);
         *state = f;
         return 0;
