@@ -187,6 +187,26 @@ static void kill_and_reap(pid_t pid)
                 ;
 }
 
+/* What both children of a launch or a volume need: the layer count checked, the launch socket pair
+ * (SEQPACKET) and the sandbox dir opened (O_NOFOLLOW). */
+static int launch_prepare(const struct sandbox_launch *l, int *ret_parent, int *ret_child, int *ret_dir,
+                          struct sbx_err *err)
+{
+        int sv[2];
+
+        if (l->n_lowers == 0 || l->n_lowers > SBX_SANDBOX_MAX_LOWERS)
+                return sbx_err_set(err, -E2BIG, "a sandbox needs 1 to %d layers, not %zu", SBX_SANDBOX_MAX_LOWERS,
+                                   l->n_lowers);
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+                return sbx_err_set(err, -errno, "cannot create launch socket: %m");
+        *ret_parent = sv[0];
+        *ret_child = sv[1];
+        *ret_dir = open(l->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (*ret_dir < 0)
+                return sbx_err_set(err, -errno, "cannot open sandbox dir '%s': %m", l->dir);
+        return 0;
+}
+
 int sandbox_launch(const struct sandbox_launch *l, struct sandbox_proc *ret, struct sbx_err *err)
 {
         _cleanup_close_ int sock_parent = -EBADF, sock_child = -EBADF, userns_fd = -EBADF;
@@ -200,21 +220,13 @@ int sandbox_launch(const struct sandbox_launch *l, struct sandbox_proc *ret, str
         struct child_msg m;
         size_t len;
         char path[64];
-        int r, sv[2];
+        int r;
 
         if (l->n_binds > SBX_SANDBOX_MAX_BINDS)
                 return sbx_err_set(err, -E2BIG, "too many binds");
-        if (l->n_lowers == 0 || l->n_lowers > SBX_SANDBOX_MAX_LOWERS)
-                return sbx_err_set(err, -E2BIG, "a sandbox needs 1 to %d layers, not %zu", SBX_SANDBOX_MAX_LOWERS,
-                                   l->n_lowers);
-
-        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-                return sbx_err_set(err, -errno, "cannot create launch socket: %m");
-        sock_parent = sv[0];
-        sock_child = sv[1];
-        dir_fd_rw = open(l->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-        if (dir_fd_rw < 0)
-                return sbx_err_set(err, -errno, "cannot open sandbox dir '%s': %m", l->dir);
+        r = launch_prepare(l, &sock_parent, &sock_child, &dir_fd_rw, err);
+        if (r < 0)
+                return r;
         args.sync_fd = sock_child;
         args.parent_pid = getpid();
         if (overlay_options(l, args.overlay_opts, sizeof args.overlay_opts) < 0)
@@ -314,18 +326,11 @@ int sandbox_volume_open(const struct sandbox_launch *l, int *ret_fd, struct sbx_
         size_t n_staged = 0, n = 0;
         struct child_msg m;
         pid_t pid;
-        int r, sv[2], fds[1] = { -EBADF };
+        int r, fds[1] = { -EBADF };
 
-        if (l->n_lowers == 0 || l->n_lowers > SBX_SANDBOX_MAX_LOWERS)
-                return sbx_err_set(err, -E2BIG, "a sandbox needs 1 to %d layers, not %zu", SBX_SANDBOX_MAX_LOWERS,
-                                   l->n_lowers);
-        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-                return sbx_err_set(err, -errno, "cannot create launch socket: %m");
-        sock_parent = sv[0];
-        sock_child = sv[1];
-        dir_fd = open(l->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-        if (dir_fd < 0)
-                return sbx_err_set(err, -errno, "cannot open sandbox dir '%s': %m", l->dir);
+        r = launch_prepare(l, &sock_parent, &sock_child, &dir_fd, err);
+        if (r < 0)
+                return r;
         for (size_t i = 0; i < l->n_lowers; i++) {
                 int k = snprintf(args.overlay_opts + n, sizeof args.overlay_opts - n, "%sl%u", i ? ":" : "",
                                  (unsigned)i);
