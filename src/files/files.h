@@ -230,7 +230,16 @@ int files_tar(const struct files_root *r, const char *path, int out_fd, struct s
 
 /* ---------- watchers (watch.c) ---------- */
 
-enum files_event_type { FILES_EV_ADD, FILES_EV_CHANGE, FILES_EV_UNLINK, FILES_EV_ADD_DIR, FILES_EV_UNLINK_DIR };
+/* FILES_EV_OVERFLOW: the kernel's event queue overflowed, events were lost (path: the watched
+ * directory); a client that mirrors the tree should list it again. */
+enum files_event_type {
+        FILES_EV_ADD,
+        FILES_EV_CHANGE,
+        FILES_EV_UNLINK,
+        FILES_EV_ADD_DIR,
+        FILES_EV_UNLINK_DIR,
+        FILES_EV_OVERFLOW,
+};
 enum files_watch_content { FILES_CONTENT_NONE, FILES_CONTENT_TEXT, FILES_CONTENT_BASE64 };
 
 struct files_event {

@@ -19,8 +19,7 @@
  * SBX_MAX_FS_WALK entries (else too_many_entries). Directories created later beyond those limits
  * are reported (addDir) but not followed: nothing is reported from inside them. Paths longer than
  * SBX_MAX_FILE_PATH are not reported. An inotify queue overflow (IN_Q_OVERFLOW: events were lost)
- * is not reported either; the watch goes on (NEEDSWORK: tell the caller so the core can send an
- * "overflow" note).
+ * is reported as one FILES_EV_OVERFLOW event with the watched path; the watch goes on.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -104,7 +103,7 @@ struct walk {
 
 static const char *const event_names[] = {
         [FILES_EV_ADD] = "add",        [FILES_EV_CHANGE] = "change",        [FILES_EV_UNLINK] = "unlink",
-        [FILES_EV_ADD_DIR] = "addDir", [FILES_EV_UNLINK_DIR] = "unlinkDir",
+        [FILES_EV_ADD_DIR] = "addDir", [FILES_EV_UNLINK_DIR] = "unlinkDir", [FILES_EV_OVERFLOW] = "overflow",
 };
 
 const char *files_event_type_to_string(enum files_event_type t)
@@ -557,8 +556,16 @@ static int handle_event(struct walk *k, const struct inotify_event *ev)
         unsigned depth;
         int rlen, n, r;
 
-        if (ev->mask & IN_Q_OVERFLOW)
-                return 0; /* events were lost; see the banner */
+        if (ev->mask & IN_Q_OVERFLOW) {
+                /* events were lost: say so once, with the watched directory as the path */
+                if (!k->initial && k->cb) {
+                        struct files_event o = { .type = FILES_EV_OVERFLOW, .path = w->base[0] ? w->base : "/" };
+
+                        w->has_last = false;
+                        k->cb(k->data, &o);
+                }
+                return 0;
+        }
         if (ev->wd == w->top_wd && (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT | IN_IGNORED))) {
                 w->gone = true;
                 return 0;

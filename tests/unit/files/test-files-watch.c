@@ -448,6 +448,50 @@ static void test_flat(void **state)
         expect(f, FILES_EV_CHANGE, "/w/s");
 }
 
+static void on_overflow(void *data, const struct files_event *e)
+{
+        int *seen = data;
+
+        if (e->type == FILES_EV_OVERFLOW) {
+                assert_string_equal(e->path, "/w");
+                assert_string_equal(files_event_type_to_string(e->type), "overflow");
+                (*seen)++;
+        }
+}
+
+/* More events than the kernel queues (fs.inotify.max_queued_events) before a read: one overflow
+ * event, then the watch goes on. */
+static void test_overflow(void **state)
+{
+        struct fixture *f = *state;
+        struct pollfd p;
+        char buf[32] = "";
+        int max = 16384, seen = 0;
+
+        assert_int_equal(watch(f, "/w", false, FILES_CONTENT_NONE, NULL, 0, 0), 0);
+        p = (struct pollfd){ .fd = files_watch_fd(f->w), .events = POLLIN };
+        {
+                FILE *q = fopen("/proc/sys/fs/inotify/max_queued_events", "re");
+                if (q && fgets(buf, sizeof buf, q))
+                        max = atoi(buf);
+                if (q)
+                        fclose(q);
+        }
+        /* create + close-write + delete: three distinct events (identical ones would be merged) */
+        for (int i = 0; i < max / 3 + 100; i++) {
+                put(f, "w/x", "");
+                assert_int_equal(unlink(hp(f, "w/x")), 0);
+        }
+        while (seen == 0 && poll(&p, 1, WAIT_MS) > 0)
+                assert_true(files_watch_read(f->w, on_overflow, &seen) >= 0);
+        assert_int_equal(seen, 1);
+        while (poll(&p, 1, 0) > 0)
+                assert_true(files_watch_read(f->w, on_overflow, &seen) >= 0);
+        f->n = 0;
+        put(f, "w/after", "");
+        expect(f, FILES_EV_ADD, "/w/after");
+}
+
 static void test_initial_tree_ignore(void **state)
 {
         struct fixture *f = *state;
@@ -647,6 +691,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_content, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_gone, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_overflow, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_latency, setup, teardown),
         };
 
