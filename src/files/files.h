@@ -86,6 +86,8 @@ int files_stat(const struct files_root *r, const char *path, json_t **ret, struc
 
 struct files_list_opts {
         bool recursive;     /* walk subdirectories (symlinks are listed, never followed) */
+        unsigned max_depth; /* recursive: levels listed (1 = the directory's own entries, 2 = also
+                             * its subdirectories' ...); 0 = all */
         size_t limit;       /* entries per page: 1..SBX_MAX_FS_LIST_LIMIT (0 = default) */
         const char *cursor; /* NULL or a previous page's nextCursor: continue after it */
 };

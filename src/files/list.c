@@ -67,6 +67,7 @@ struct list_names {
 struct lister {
         struct files__walk w; /* w.path: the listed directory */
         bool recursive;
+        unsigned max_depth; /* recursive: levels listed, 0 = all */
         const char *cursor;     /* relative to the listed directory; NULL: from the start */
         size_t max_rel;         /* longest relative path that makes a path the API accepts */
         struct list_item *heap; /* keys owned (one block each) */
@@ -243,7 +244,8 @@ static int list_dir(struct lister *l, int fd, struct sbx_err *err)
                 q = list_offer(l);
                 if (q < 0)
                         return sbx_err_set(err, q, "out of memory");
-                if (l->recursive && (de->d_type == DT_DIR || de->d_type == DT_UNKNOWN) && list_subtree_wanted(l))
+                if (l->recursive && (de->d_type == DT_DIR || de->d_type == DT_UNKNOWN) &&
+                    (l->max_depth == 0 || l->w.depth + 1 < l->max_depth) && list_subtree_wanted(l))
                         q = list_enter(l, dirfd(d), de->d_name, err);
                 list_cut(l, klen, rlen);
                 if (q < 0)
@@ -856,7 +858,8 @@ int files_list(const struct files_root *r, const char *path, const struct files_
                 return q;
         if (fstat(fd, &st) < 0)
                 return files_errno(err, errno, path);
-        l->recursive = o && o->recursive;
+        l->recursive = o && o->recursive && o->max_depth != 1;
+        l->max_depth = o ? o->max_depth : 0;
         l->w.dev = st.st_dev;
         files__pathbuf_init(&l->w.path, path);
         l->max_rel = plen < SBX_MAX_FILE_PATH ? SBX_MAX_FILE_PATH - plen : 0;

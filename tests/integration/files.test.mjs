@@ -224,6 +224,12 @@ test('fs: stat, exists, list, mkdir, move, copy, chmod, delete', async () => {
         assert.equal(r.json.nextCursor, null);
         r = await fsGet(sb.id, { op: 'list', path: '/root/t', recursive: 'true' });
         assert.deepEqual(r.json.entries.map((e) => e.path), ['/root/t/f1', '/root/t/link', '/root/t/x', '/root/t/x/y']);
+        r = await fsGet(sb.id, { op: 'list', path: '/root/t', depth: '1' });
+        assert.deepEqual(r.json.entries.map((e) => e.path), ['/root/t/f1', '/root/t/link', '/root/t/x']);
+        await sh(sb.id, 'mkdir /root/t/x/y/z');
+        r = await fsGet(sb.id, { op: 'list', path: '/root/t', depth: '2' });
+        assert.deepEqual(r.json.entries.map((e) => e.path), ['/root/t/f1', '/root/t/link', '/root/t/x', '/root/t/x/y']);
+        await sh(sb.id, 'rmdir /root/t/x/y/z');
 
         r = await fsPost(sb.id, { op: 'copy', from: '/root/t', to: '/root/t2' });
         assert.equal(r.status, 200, describe(r));

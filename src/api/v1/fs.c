@@ -138,7 +138,7 @@ void v1_fs_get(struct http_request *req)
         struct files_lease *lease = NULL;
         struct sbx_err err = {};
         const char *op = http_request_query(req, "op") ?: "stat", *path;
-        uint64_t limit;
+        uint64_t limit, depth;
         json_t *res = NULL;
         struct fs_job *j;
         bool acquired;
@@ -159,10 +159,16 @@ void v1_fs_get(struct http_request *req)
                         return;
                 j->path = path; /* query strings live as long as the request */
                 if (files_query_bool(req, "recursive", false, &j->list.recursive, &err) < 0 ||
+                    files_query_u64(req, "depth", 0, SBX_MAX_FS_DEPTH, &depth, &err) < 0 ||
                     files_query_u64(req, "limit", SBX_DEFAULT_FS_LIST_LIMIT, SBX_MAX_FS_LIST_LIMIT, &limit, &err) < 0) {
                         fs_job_free(j);
                         http_reply_error(req, &err);
                         return;
+                }
+                /* depth N: N levels (implies recursive); 0 or absent: one level, or all with recursive */
+                if (depth > 0) {
+                        j->list.recursive = true;
+                        j->list.max_depth = (unsigned)depth;
                 }
                 j->list.limit = limit ? limit : SBX_DEFAULT_FS_LIST_LIMIT;
                 j->list.cursor = http_request_query(req, "cursor");

@@ -363,6 +363,25 @@ static void test_list_recursive(void **state)
                         assert_int_equal(jint(e, "size"), 1); /* stat of the raw name worked */
         }
         json_decref(res);
+        /* depth: 1 = the directory's entries, 2 = one level below too */
+        for (unsigned d = 1; d <= 3; d++) {
+                struct files_list_opts od = { .recursive = true, .max_depth = d };
+                size_t n = 0;
+
+                res = NULL;
+                assert_ok(files_list(&f->r, "/R", &od, &res, E));
+                json_array_foreach(json_object_get(res, "entries"), i, e) {
+                        const char *p = jstr(e, "path");
+                        unsigned level = 0;
+
+                        for (const char *c = p + 2; *c; c++)
+                                level += *c == '/';
+                        assert_true(level <= d);
+                        n++;
+                }
+                assert_int_equal(n, d == 1 ? 5 : d == 2 ? 7 : 8);
+                json_decref(res);
+        }
         /* the root, relative paths */
         assert_string_equal(list_all(f, "R/a/..", false, 3, &pages),
                             "/R/a\n/R/a-x\n/R/a.y\n/R/b\n/R/bad\xef\xbf\xbd\n");
