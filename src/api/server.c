@@ -4,10 +4,10 @@
  * Each listener (TCP, unix) is one MHD daemon whose epoll fd is watched by a uv_poll_t; MHD_run
  * runs on readiness and a uv timer re-armed from MHD_get_timeout after every run covers work MHD
  * already has in hand (resumed connections, timeouts). This file owns request bookkeeping, body
- * collection (in memory, or into an O_TMPFILE file for upload routes), routing/auth dispatch, reply
- * storage, streams, Server-Sent Events streams and 101 upgrades (the socket is lent to ws.c); the
- * SSE wire format is sse.c and the listening sockets and upload directory are opened by listen.c
- * (both private, server-internal.h). It holds no API logic (that is api/v1/) and never frees an
+ * collection (in memory, or into an O_TMPFILE file for upload routes), routing/auth dispatch and
+ * the queueing of the reply a handler stored; the replies themselves (JSON, fd ranges, streams,
+ * SSE, upgrades) are reply.c (state shared through server-private.h), the SSE wire format is sse.c
+ * and the listening sockets and upload directory are opened by listen.c (server-internal.h). It holds no API logic (that is api/v1/) and never frees an
  * MHD connection (MHD does, after NOTIFY_COMPLETED).
  * Invariants are written down in docs/internals/api.md.
  */
@@ -30,129 +30,12 @@
 #include "api/errors.h"
 #include "api/router.h"
 #include "api/server-internal.h"
+#include "api/server-private.h"
 #include "common/cleanup.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "core/metrics.h"
-
-/*
- * A body that outgrows SBX_MAX_JSON_BODY while it arrives (chunked uploads: no Content-Length to
- * refuse up front) is read and thrown away so the 413 can be sent on a connection that is still
- * in sync. Past this many bytes we stop draining and drop the connection instead. Upload routes
- * count only the bytes thrown away (after max_upload was passed or a write failed).
- */
-#define HTTP_MAX_DISCARD_BYTES (4ULL * SBX_MAX_JSON_BODY)
-#define HTTP_STREAM_BLOCK 4096             /* MHD callback-response block (unused for chunked) */
-#define HTTP_MAX_TIMER_MS (3600ULL * 1000) /* cap for MHD_get_timeout values */
-#define HTTP_METHOD_BYTES 16
-#define HTTP_MAX_REPLY_HEADERS 8
-
-enum listener_kind {
-        LISTENER_TCP,
-        LISTENER_UNIX,
-        LISTENER_KIND_MAX,
-};
-
-struct listener {
-        struct http_server *srv;
-        enum listener_kind kind;
-        struct MHD_Daemon *mhd; /* owns the listen socket once started */
-        uv_poll_t poll;         /* on MHD's epoll fd */
-        uv_timer_t timer;       /* MHD_get_timeout, and "run now" after a resume */
-        bool handles_init;
-        bool kicked; /* a connection was resumed since the last MHD_run */
-};
-
-struct http_server {
-        uv_loop_t *loop;
-        struct listener listeners[LISTENER_KIND_MAX];
-        char *api_key;
-        void *app;
-        const struct route *routes;
-        size_t n_routes;
-        int upload_dirfd;    /* owned: O_PATH fd of cfg->upload_dir; -EBADF if uploads are off */
-        uint64_t max_upload; /* 0: upload routes answer 413 */
-        http_upload_open_fn upload_open;
-        char *unix_path;     /* to unlink at stop, if it is still our socket */
-        dev_t unix_dev;
-        ino_t unix_ino;
-        struct http_request *requests; /* every live request (list), for stop */
-        unsigned depth;                /* > 0 while inside MHD_run / a handler: stop is deferred */
-        bool stop_pending;
-        bool stopping;
-        unsigned open_handles; /* uv handles still to close; srv is freed at 0 */
-};
-
-struct http_stream {
-        struct http_request *req;
-        char *buf; /* queued bytes are buf[head, head + len) */
-        size_t head, len, cap;
-        bool ended;      /* http_stream_end() called */
-        bool want_drain; /* a write got -ENOBUFS */
-        void (*drain_cb)(struct http_stream *s, void *data);
-        void *drain_data;
-};
-
-enum req_phase {
-        REQ_NEW,        /* allocated by the URI log callback */
-        REQ_HEADERS,    /* first access-handler call done: routed, authenticated, body may follow */
-        REQ_DISPATCHED, /* handler called (or error chosen) */
-};
-
-struct http_request {
-        struct http_server *srv;
-        struct listener *lst;
-        struct MHD_Connection *conn; /* NULL once MHD completed the request */
-        struct http_request *prev, *next;
-        enum req_phase phase;
-        uint64_t start_usec;
-
-        char method_str[HTTP_METHOD_BYTES];
-        enum http_method method;
-        char *target; /* raw request path (no query), at most SBX_MAX_URL_BYTES + 1 bytes */
-        struct route_match match;
-
-        struct sbx_err pre_err; /* chosen before the handler: 400/401/404/405; code 0 = none */
-        char *body;             /* NUL-terminated; NULL = empty */
-        size_t body_len, body_cap;
-        uint64_t body_seen; /* every upload byte, kept or not */
-        bool body_too_large;
-
-        bool upload;           /* the route streams its body to upload_fd */
-        int upload_fd;         /* owned: the O_TMPFILE body file; -EBADF when closed or none */
-        uint64_t upload_size;  /* bytes written to upload_fd */
-        uint64_t upload_max;   /* limit for this body: max_upload, or what upload_open said */
-        uint64_t body_dropped; /* upload routes: bytes read and thrown away */
-
-        struct MHD_Response *response; /* reply made but not yet queued */
-        unsigned status;               /* of the stored or queued reply; 0 = none yet */
-        bool replied;                  /* a reply was made (exactly one allowed) */
-        bool queued;
-        bool suspended; /* we called MHD_suspend_connection and not yet resume */
-        bool in_handler;
-        bool mhd_done; /* NOTIFY_COMPLETED seen */
-        bool app_done; /* the application holds no pointer to req any more */
-
-        void (*close_cb)(struct http_request *req, void *data);
-        void *close_data;
-        bool close_called;
-        bool in_close_cb;
-
-        bool has_stream;
-        struct http_stream stream;
-
-        char *hdrs[HTTP_MAX_REPLY_HEADERS][2]; /* http_reply_header(): added to the reply */
-        unsigned n_hdrs;
-        void *app_data;
-
-        bool http11; /* the request line said HTTP/1.1 (only such requests can be upgraded) */
-        /* http_reply_upgrade(): called once the 101 is out; urh is MHD's handle from then until
-         * http_upgrade_close() or the end of the request */
-        void (*upgrade_cb)(void *cls, int sock, void *urh, const char *extra, size_t extra_len);
-        void *upgrade_cls;
-        struct MHD_UpgradeResponseHandle *urh;
-};
 
 static void server_finish_stop(struct http_server *srv);
 
@@ -182,7 +65,7 @@ static void request_free(struct http_request *req)
 }
 
 /* Free req once neither MHD nor the application can reach it. */
-static void request_maybe_free(struct http_request *req)
+void server__request_maybe_free(struct http_request *req)
 {
         if (req->mhd_done && req->app_done && !req->in_close_cb && !req->in_handler)
                 request_free(req);
@@ -220,20 +103,19 @@ static struct http_request *request_new(struct listener *lst, const char *uri)
 
 /* --- replies --- */
 
-static void listener_kick(struct listener *lst);
 
 /*
  * Un-park a suspended connection. In external-poll mode libmicrohttpd 0.9.75 drops its ITC
  * (MHD_USE_ITC is masked off without an internal thread), so MHD_resume_connection() only sets a
  * flag and wakes nothing: the resume is picked up at the start of the next MHD_run(), which
- * listener_kick() schedules right away.
+ * server__listener_kick() schedules right away.
  */
-static void request_resume(struct http_request *req)
+void server__request_resume(struct http_request *req)
 {
         if (req->suspended && req->conn) {
                 req->suspended = false;
                 MHD_resume_connection(req->conn);
-                listener_kick(req->lst);
+                server__listener_kick(req->lst);
         }
 }
 
@@ -259,7 +141,7 @@ static enum MHD_Result request_queue(struct http_request *req)
  * handler returns; later ones resume the connection and the access handler queues them on its
  * next call. keep_app: the application keeps using req (streams).
  */
-static void request_set_response(struct http_request *req, unsigned status, struct MHD_Response *resp, bool keep_app)
+void server__request_set_response(struct http_request *req, unsigned status, struct MHD_Response *resp, bool keep_app)
 {
         /* the handler's extra headers go on success replies only (an error has its own) */
         for (unsigned i = 0; status < 400 && i < req->n_hdrs; i++)
@@ -271,7 +153,7 @@ static void request_set_response(struct http_request *req, unsigned status, stru
                 req->replied = true;
                 if (!keep_app)
                         req->app_done = true;
-                request_maybe_free(req);
+                server__request_maybe_free(req);
                 return;
         }
         req->response = resp;
@@ -279,10 +161,10 @@ static void request_set_response(struct http_request *req, unsigned status, stru
         req->replied = true;
         if (!keep_app)
                 req->app_done = true;
-        request_resume(req);
+        server__request_resume(req);
 }
 
-static bool reply_allowed(struct http_request *req)
+bool server__reply_allowed(struct http_request *req)
 {
         if (!req)
                 return false;
@@ -291,449 +173,6 @@ static bool reply_allowed(struct http_request *req)
                 return false;
         }
         return true;
-}
-
-static struct MHD_Response *response_from_buffer(void *data, size_t len, enum MHD_ResponseMemoryMode mode)
-{
-        return MHD_create_response_from_buffer(len, data, mode);
-}
-
-/* Last resort when even an error body cannot be built: a fixed 500. */
-static void reply_oom(struct http_request *req)
-{
-        static const char body[] = "{\"error\":{\"code\":\"internal\",\"message\":\"internal error\"}}";
-        struct MHD_Response *resp;
-
-        resp = response_from_buffer((void *)body, sizeof body - 1, MHD_RESPMEM_PERSISTENT);
-        if (!resp) {
-                /* No reply possible: the access handler drops the connection on its next call
-                 * (resume it if parked); a zombie request is freed right here. */
-                req->replied = true;
-                req->app_done = true;
-                req->status = 0;
-                request_resume(req);
-                request_maybe_free(req);
-                return;
-        }
-        (void)MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-        request_set_response(req, 500, resp, false);
-}
-
-void http_reply_data(struct http_request *req, unsigned status, const char *content_type, const void *data, size_t len)
-{
-        struct MHD_Response *resp;
-
-        if (!reply_allowed(req))
-                return;
-        resp = response_from_buffer((void *)data, data ? len : 0, MHD_RESPMEM_MUST_COPY);
-        if (!resp)
-                return reply_oom(req);
-        if (content_type && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) != MHD_YES) {
-                MHD_destroy_response(resp);
-                return reply_oom(req);
-        }
-        request_set_response(req, status, resp, false);
-}
-
-void http_reply_json(struct http_request *req, unsigned status, json_t *body)
-{
-        struct MHD_Response *resp;
-        char *text = NULL;
-
-        if (!reply_allowed(req)) {
-                json_decref(body);
-                return;
-        }
-        if (body) {
-                text = json_dump_compact(body);
-                json_decref(body);
-                if (!text)
-                        return reply_oom(req);
-        }
-        resp = response_from_buffer(text, text ? strlen(text) : 0,
-                                    text ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
-        if (!resp) {
-                free(text);
-                return reply_oom(req);
-        }
-        if (text && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json") != MHD_YES) {
-                MHD_destroy_response(resp);
-                return reply_oom(req);
-        }
-        request_set_response(req, status, resp, false);
-}
-
-void http_reply_error(struct http_request *req, const struct sbx_err *err)
-{
-        struct MHD_Response *resp;
-        int code = err ? err->code : -SBX_E_INTERNAL;
-        unsigned status = http_error_status(code);
-        json_t *body;
-        char *text;
-
-        if (!reply_allowed(req))
-                return;
-        /* 503 is a client's "try again" (a template still building), not a daemon failure */
-        if (status >= 500 && status != 503)
-                log_error("http: %s %s: %s (%d)", req->method_str, req->target, err && err->msg[0] ? err->msg : "?",
-                          code);
-        body = http_error_body(err);
-        text = body ? json_dump_compact(body) : NULL;
-        json_decref(body);
-        if (!text)
-                return reply_oom(req);
-        resp = response_from_buffer(text, strlen(text), MHD_RESPMEM_MUST_FREE);
-        if (!resp) {
-                free(text);
-                return reply_oom(req);
-        }
-        if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json") != MHD_YES)
-                goto fail;
-        if (status == 401 &&
-            MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, SBX_AUTH_CHALLENGE) != MHD_YES)
-                goto fail;
-        if (status == 405) {
-                char allow[128];
-
-                router_format_allowed(req->match.allowed, allow, sizeof allow);
-                if (MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow) != MHD_YES)
-                        goto fail;
-        }
-        request_set_response(req, status, resp, false);
-        return;
-fail:
-        MHD_destroy_response(resp);
-        reply_oom(req);
-}
-
-void http_reply_errorf(struct http_request *req, int code, const char *reason, const char *fmt, ...)
-{
-        struct sbx_err err = { 0 };
-        va_list ap;
-
-        err.code = code < 0 ? code : -SBX_E_INTERNAL;
-        if (reason)
-                snprintf(err.reason, sizeof err.reason, "%s", reason);
-        va_start(ap, fmt);
-        vsnprintf(err.msg, sizeof err.msg, fmt, ap);
-        va_end(ap);
-        http_reply_error(req, &err);
-}
-
-int http_reply_header(struct http_request *req, const char *name, const char *value)
-{
-        char *n, *v;
-
-        if (!req || req->replied || req->n_hdrs == HTTP_MAX_REPLY_HEADERS)
-                return -E2BIG;
-        n = strdup(name);
-        v = strdup(value);
-        if (!n || !v) {
-                free(n);
-                free(v);
-                return -ENOMEM;
-        }
-        req->hdrs[req->n_hdrs][0] = n;
-        req->hdrs[req->n_hdrs][1] = v;
-        req->n_hdrs++;
-        return 0;
-}
-
-void http_reply_fd(struct http_request *req, unsigned status, const char *content_type, int fd, uint64_t offset,
-                   uint64_t len)
-{
-        struct MHD_Response *resp;
-
-        if (!reply_allowed(req)) {
-                safe_close(fd);
-                return;
-        }
-        /* MHD sends it with sendfile(2) on plain sockets and closes fd with the response */
-        resp = MHD_create_response_from_fd_at_offset64(len, fd, offset);
-        if (!resp) {
-                safe_close(fd);
-                return reply_oom(req);
-        }
-        if (content_type && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) != MHD_YES) {
-                MHD_destroy_response(resp);
-                return reply_oom(req);
-        }
-        request_set_response(req, status, resp, false);
-}
-
-void http_request_set_data(struct http_request *req, void *data)
-{
-        req->app_data = data;
-}
-
-void *http_request_data(const struct http_request *req)
-{
-        return req->app_data;
-}
-
-uv_loop_t *http_request_loop(const struct http_request *req)
-{
-        return req->srv->loop;
-}
-
-/* --- protocol upgrade --- */
-
-/* MHD_UpgradeHandler: the 101 is out and MHD has suspended the connection for good (it is resumed
- * only to be cleaned up, by http_upgrade_close or MHD_stop_daemon). cls is the request. */
-static void on_mhd_upgrade(void *cls, struct MHD_Connection *conn, void *con_cls, const char *extra, size_t extra_len,
-                           MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
-{
-        struct http_request *req = cls;
-
-        req->urh = urh;
-        req->upgrade_cb(req->upgrade_cls, sock, req, extra, extra_len);
-}
-
-int http_reply_upgrade(struct http_request *req, const char *const (*hdrs)[2],
-                       void (*on_upgraded)(void *cls, int sock, void *urh, const char *extra, size_t extra_len),
-                       void *cls)
-{
-        struct MHD_Response *resp;
-        bool has_upgrade = false;
-
-        if (!req || req->replied)
-                return -EALREADY;
-        if (req->mhd_done)
-                return -EPIPE;
-        /* MHD_queue_response() refuses a 101 on anything else and the connection would just drop */
-        if (!req->http11)
-                return -EPROTO;
-        for (const char *const (*h)[2] = hdrs; h && h[0][0]; h++)
-                if (strcasecmp(h[0][0], MHD_HTTP_HEADER_UPGRADE) == 0)
-                        has_upgrade = true;
-        if (!has_upgrade || !on_upgraded)
-                return -EINVAL;
-        /* libmicrohttpd 0.9.75 adds "Connection: Upgrade" here and requires it to queue a 101 */
-        resp = MHD_create_response_for_upgrade(on_mhd_upgrade, req);
-        if (!resp)
-                return -ENOMEM;
-        for (; hdrs[0][0]; hdrs++)
-                if (MHD_add_response_header(resp, hdrs[0][0], hdrs[0][1]) != MHD_YES) {
-                        MHD_destroy_response(resp);
-                        return -ENOMEM;
-                }
-        req->upgrade_cb = on_upgraded;
-        req->upgrade_cls = cls;
-        /* The application is done with req as an HTTP request; MHD completes it (and on_close
-         * runs) only after http_upgrade_close() or when the server stops. */
-        request_set_response(req, 101, resp, false);
-        return 0;
-}
-
-void http_upgrade_close(void *urh)
-{
-        struct http_request *req = urh;
-
-        if (!req || !req->urh)
-                return;
-        /* Only marks the connection for cleanup: in external-poll mode nothing wakes MHD (as with
-         * MHD_resume_connection), so run it now; that run closes the socket and completes the
-         * request. */
-        (void)MHD_upgrade_action(TAKE_PTR(req->urh), MHD_UPGRADE_ACTION_CLOSE);
-        listener_kick(req->lst);
-}
-
-/* --- streams --- */
-
-static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
-{
-        struct http_request *req = cls;
-        struct http_stream *s = &req->stream;
-        size_t n;
-
-        if (s->len == 0) {
-                if (s->ended)
-                        return MHD_CONTENT_READER_END_OF_STREAM;
-                /* Nothing to send yet: park the connection (MHD would otherwise call us in a busy
-                 * loop); http_stream_write/end resume it. */
-                if (req->conn && !req->suspended) {
-                        MHD_suspend_connection(req->conn);
-                        req->suspended = true;
-                }
-                return 0;
-        }
-        n = s->len < max ? s->len : max;
-        memcpy(buf, s->buf + s->head, n);
-        s->head += n;
-        s->len -= n;
-        if (s->len == 0)
-                s->head = 0;
-        if (s->want_drain && s->len < SBX_STREAM_BUFFER / 2) {
-                s->want_drain = false;
-                if (s->drain_cb)
-                        s->drain_cb(s, s->drain_data);
-        }
-        return (ssize_t)n;
-}
-
-/* Start a chunked reply with content_type and the extra { name, value } headers in hdrs (ended by
- * a NULL name; hdrs may be NULL). */
-static struct http_stream *reply_stream(struct http_request *req, unsigned status, const char *content_type,
-                                        const char *const (*hdrs)[2])
-{
-        struct MHD_Response *resp;
-
-        if (!reply_allowed(req))
-                return NULL;
-        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, HTTP_STREAM_BLOCK, stream_reader, req, NULL);
-        if (!resp) {
-                reply_oom(req);
-                return NULL;
-        }
-        if (content_type && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) != MHD_YES)
-                goto fail;
-        for (; hdrs && hdrs[0][0]; hdrs++)
-                if (MHD_add_response_header(resp, hdrs[0][0], hdrs[0][1]) != MHD_YES)
-                        goto fail;
-        req->has_stream = true;
-        req->app_done = false; /* until http_stream_end() or on_close */
-        request_set_response(req, status, resp, true);
-        return &req->stream;
-fail:
-        MHD_destroy_response(resp);
-        reply_oom(req);
-        return NULL;
-}
-
-struct http_stream *http_reply_stream(struct http_request *req, unsigned status, const char *content_type)
-{
-        return reply_stream(req, status, content_type, NULL);
-}
-
-/*
- * Make room for len more queued bytes, all or nothing (the checks of http_stream_write). Returns 0
- * and where to put them in *ret (commit with stream_commit), or -EINVAL, -EPIPE, -EMSGSIZE,
- * -ENOBUFS, -ENOMEM.
- */
-static int stream_reserve(struct http_stream *s, size_t len, char **ret)
-{
-        struct http_request *req = s->req;
-
-        if (s->ended)
-                return -EINVAL;
-        if (req->mhd_done)
-                return -EPIPE;
-        if (len > SBX_STREAM_BUFFER)
-                return -EMSGSIZE;
-        if (s->len + len > SBX_STREAM_BUFFER) {
-                s->want_drain = true;
-                return -ENOBUFS;
-        }
-        if (s->head + s->len + len > s->cap) {
-                if (s->head > 0) {
-                        memmove(s->buf, s->buf + s->head, s->len);
-                        s->head = 0;
-                }
-                if (s->len + len > s->cap) {
-                        size_t want = s->cap ? s->cap : 4096;
-                        char *p;
-
-                        while (want < s->len + len)
-                                want *= 2;
-                        if (want > SBX_STREAM_BUFFER)
-                                want = SBX_STREAM_BUFFER;
-                        p = realloc(s->buf, want);
-                        if (!p)
-                                return -ENOMEM;
-                        s->buf = p;
-                        s->cap = want;
-                }
-        }
-        *ret = s->buf + s->head + s->len;
-        return 0;
-}
-
-static void stream_commit(struct http_stream *s, size_t len)
-{
-        s->len += len;
-        request_resume(s->req);
-}
-
-int http_stream_write(struct http_stream *s, const void *data, size_t len)
-{
-        char *p = NULL;
-        int r;
-
-        r = stream_reserve(s, len, &p);
-        if (r < 0)
-                return r;
-        if (len == 0)
-                return 0;
-        memcpy(p, data, len);
-        stream_commit(s, len);
-        return 0;
-}
-
-void http_stream_on_drain(struct http_stream *s, void (*cb)(struct http_stream *s, void *data), void *data)
-{
-        s->drain_cb = cb;
-        s->drain_data = data;
-}
-
-void http_stream_end(struct http_stream *s)
-{
-        struct http_request *req = s->req;
-
-        if (s->ended)
-                return;
-        s->ended = true;
-        s->drain_cb = NULL;
-        req->app_done = true;
-        if (req->mhd_done) {
-                request_maybe_free(req);
-                return;
-        }
-        request_resume(req);
-}
-
-/* --- Server-Sent Events (the formatting is in sse.c) --- */
-
-struct http_stream *http_reply_sse(struct http_request *req)
-{
-        static const char *const hdrs[][2] = {
-                { MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache" },
-                { "X-Accel-Buffering", "no" }, /* nginx and friends: pass events through as they come */
-                { NULL, NULL },
-        };
-
-        return reply_stream(req, 200, "text/event-stream", hdrs);
-}
-
-int http_sse_send(struct http_stream *s, const char *event, const char *id, const char *data)
-{
-        size_t len;
-        char *p = NULL;
-        int r;
-
-        if ((event && event[strcspn(event, "\r\n")]) || (id && id[strcspn(id, "\r\n")]))
-                return -EINVAL;
-        len = server__sse_format_event(NULL, 0, event, id, data);
-        r = stream_reserve(s, len, &p);
-        if (r < 0)
-                return r;
-        (void)server__sse_format_event(p, len, event, id, data);
-        stream_commit(s, len);
-        return 0;
-}
-
-int http_sse_comment(struct http_stream *s, const char *text)
-{
-        size_t len;
-        char *p = NULL;
-        int r;
-
-        len = server__sse_format_comment(NULL, 0, text);
-        r = stream_reserve(s, len, &p);
-        if (r < 0)
-                return r;
-        (void)server__sse_format_comment(p, len, text);
-        stream_commit(s, len);
-        return 0;
 }
 
 /* --- request accessors --- */
@@ -841,7 +280,7 @@ json_t *http_request_json(struct http_request *req)
         if (req->body_len == 0) {
                 v = json_object();
                 if (!v)
-                        reply_oom(req);
+                        server__reply_oom(req);
                 return v;
         }
         v = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
@@ -1225,7 +664,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                 req->in_close_cb = false;
                 req->app_done = true;
         }
-        request_maybe_free(req);
+        server__request_maybe_free(req);
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
@@ -1262,7 +701,7 @@ static void on_poll(uv_poll_t *p, int status, int events)
 }
 
 /* Run MHD on the next loop iteration (a connection was resumed). */
-static void listener_kick(struct listener *lst)
+void server__listener_kick(struct listener *lst)
 {
         lst->kicked = true;
         if (lst->handles_init && !lst->srv->stopping)
@@ -1449,7 +888,7 @@ static void server_finish_stop(struct http_server *srv)
         /* MHD_stop_daemon() must not find suspended connections: resume them all; the daemon
          * then closes every connection and NOTIFY_COMPLETED runs the on_close callbacks. */
         for (struct http_request *req = srv->requests; req; req = req->next)
-                request_resume(req);
+                server__request_resume(req);
         for (int k = 0; k < LISTENER_KIND_MAX; k++) {
                 struct listener *lst = &srv->listeners[k];
 
