@@ -101,6 +101,8 @@ struct http_request {
         int upload_fd;         /* owned: the O_TMPFILE body file; -EBADF when closed or none */
         uint64_t upload_size;  /* bytes written to upload_fd */
         uint64_t upload_max;   /* limit for this body: max_upload, or what upload_open said */
+        bool write_behind;     /* http_request_upload_write_behind() */
+        uint64_t wb_done;      /* bytes of the body handed to write-behind so far */
         uint64_t body_dropped; /* upload routes: bytes read and thrown away */
 
         struct MHD_Response *response; /* reply made but not yet queued */

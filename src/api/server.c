@@ -433,6 +433,55 @@ static void request_begin(struct http_request *req, const char *method)
 }
 
 /* Upload routes: write the bytes MHD hands over to the body file, or count them as dropped. */
+struct write_behind {
+        uv_work_t work;
+        int fd; /* owned: a duplicate of the upload fd */
+        uint64_t off, len;
+};
+
+static void write_behind_work(uv_work_t *w)
+{
+        struct write_behind *wb = w->data;
+
+        /* starts the writeback of dirty pages in the range, then drops the clean ones */
+        (void)posix_fadvise(wb->fd, (off_t)wb->off, (off_t)wb->len, POSIX_FADV_DONTNEED);
+}
+
+static void write_behind_done(uv_work_t *w, int status)
+{
+        struct write_behind *wb = w->data;
+
+        safe_close(wb->fd);
+        free(wb);
+}
+
+/* Hand the body's last full SBX_UPLOAD_WRITE_BEHIND piece to a worker (best effort). */
+static void write_behind(struct http_request *req)
+{
+        struct write_behind *wb;
+
+        if (req->upload_size - req->wb_done < SBX_UPLOAD_WRITE_BEHIND)
+                return;
+        wb = calloc(1, sizeof *wb);
+        if (!wb)
+                return;
+        wb->off = req->wb_done;
+        wb->len = req->upload_size - req->wb_done;
+        wb->fd = fcntl(req->upload_fd, F_DUPFD_CLOEXEC, 3);
+        wb->work.data = wb;
+        if (wb->fd < 0 || uv_queue_work(req->srv->loop, &wb->work, write_behind_work, write_behind_done) < 0) {
+                safe_close(wb->fd);
+                free(wb);
+                return;
+        }
+        req->wb_done = req->upload_size;
+}
+
+void http_request_upload_write_behind(struct http_request *req)
+{
+        req->write_behind = true;
+}
+
 static void upload_append(struct http_request *req, const char *data, size_t len)
 {
         int r;
@@ -460,6 +509,8 @@ static void upload_append(struct http_request *req, const char *data, size_t len
                 return;
         }
         req->upload_size += len;
+        if (req->write_behind)
+                write_behind(req);
 }
 
 static void body_append(struct http_request *req, const char *data, size_t len)

@@ -67,6 +67,14 @@ const char *http_request_header(const struct http_request *req, const char *name
 /* A query argument with its decoded length: "%00" decodes to a NUL that strlen would hide. "" for
  * "?key" without a value, NULL if absent. */
 const char *http_request_query_n(const struct http_request *req, const char *key, size_t *ret_len);
+/*
+ * For upload_open: write the body out behind it. Every SBX_UPLOAD_WRITE_BEHIND bytes, a worker
+ * thread starts the writeback of that piece and drops it from the page cache
+ * (posix_fadvise DONTNEED), so a big body is on disk when it ends and the final fsync has little
+ * left: without it the kernel starts writing back only at the fsync (its thresholds are a share of
+ * RAM) and receive time and disk time add up. For bodies that are kept (files), not re-read.
+ */
+void http_request_upload_write_behind(struct http_request *req);
 /* The matched route's handler (NULL before routing): lets upload_open tell routes apart. */
 http_handler_fn http_request_handler(const struct http_request *req);
 /* The collected body (NUL-terminated for convenience; len excludes the NUL). */

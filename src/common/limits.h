@@ -71,6 +71,8 @@
 #define SBX_MAX_UID_SLOTS 65000U
 
 /* Files API (src/files, docs/files.md) */
+#define SBX_UPLOAD_WRITE_BEHIND (64ULL << 20)      /* piece of a file upload written back while the rest
+                                                    * arrives (1 GiB PUT 0.93 -> see decisions.md) */
 #define SBX_MAX_FILE_PATH 4096                     /* bytes of a path inside a sandbox, NUL excluded: PATH_MAX - 1 */
 #define SBX_MAX_FS_LIST_LIMIT 10000                /* entries per page of a listing */
 #define SBX_DEFAULT_FS_LIST_LIMIT 1000

@@ -218,6 +218,7 @@ static int v1_file_put_open(struct http_request *req, int *ret_fd, uint64_t *ret
         http_request_on_close(req, file_put_closed, p);
         *ret_fd = fd;
         *ret_max = UINT64_MAX; /* no cap but the disk: a full one answers 503 */
+        http_request_upload_write_behind(req);
         return 0;
 }
 
