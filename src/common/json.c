@@ -3,7 +3,10 @@
 #include "json.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "util.h"
 
 int json_check_fields(const json_t *obj, const char *const *allowed, const char *where, struct sbx_err *err)
 {
@@ -137,4 +140,19 @@ int json_get_string_map(const json_t *obj, const char *key, const char *where, s
 char *json_dump_compact(const json_t *v)
 {
         return json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+}
+
+json_t *json_string_utf8(const char *buf, size_t len)
+{
+        char *clean;
+        json_t *s;
+
+        if (utf8_valid(buf, len))
+                return json_stringn(buf, len);
+        clean = malloc(len * 3 + 1);
+        if (!clean)
+                return NULL;
+        s = json_stringn(clean, utf8_sanitize(buf, len, clean));
+        free(clean);
+        return s;
 }

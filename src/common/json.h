@@ -29,5 +29,9 @@ int json_get_string_map(const json_t *obj, const char *key, const char *where, s
                         size_t max_value, const json_t **ret, struct sbx_err *err);
 int json_get_object(const json_t *obj, const char *key, const char *where, const json_t **ret, struct sbx_err *err);
 
+/* A JSON string of len bytes of buf, made valid UTF-8 first (invalid sequences become U+FFFD):
+ * for text that comes from outside (command output, file names). NULL on allocation failure. */
+json_t *json_string_utf8(const char *buf, size_t len);
+
 /* Serialize compactly into a malloc'd string (NULL on failure). */
 char *json_dump_compact(const json_t *v);

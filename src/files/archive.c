@@ -32,7 +32,6 @@
 #define DIR_TIMES_MAX 65536         /* directories whose mtime is restored at the end */
 #define DIR_TIMES_BYTES (16U << 20) /* and the bytes of their paths */
 #define TMP_TRIES 16
-#define SANDBOX_NOBODY 65534
 /* a relative path of the archiving walk: SBX_MAX_FS_DEPTH names */
 #define TAR_REL_MAX ((size_t)SBX_MAX_FS_DEPTH * (NAME_MAX + 1) + 1)
 
@@ -635,11 +634,6 @@ static int tar_fail(struct tar *t)
                            archive_error_string(t->a) ? archive_error_string(t->a) : "unknown error");
 }
 
-/* host id -> the id the sandbox sees */
-static la_int64_t sandbox_id(unsigned host, unsigned base)
-{
-        return host >= base && host - base < SBX_UID_RANGE ? (la_int64_t)(host - base) : SANDBOX_NOBODY;
-}
 
 /* One entry: header, then (regular files, fd >= 0) st->st_size bytes of fd. */
 static int tar_entry(struct tar *t, const struct stat *st, int fd, const char *target)
@@ -650,8 +644,8 @@ static int tar_entry(struct tar *t, const struct stat *st, int fd, const char *t
         archive_entry_clear(e);
         archive_entry_copy_pathname(e, t->rel);
         archive_entry_set_mode(e, st->st_mode & (S_IFMT | 07777));
-        archive_entry_set_uid(e, sandbox_id(st->st_uid, t->r->base_uid));
-        archive_entry_set_gid(e, sandbox_id(st->st_gid, t->r->base_gid));
+        archive_entry_set_uid(e, files__sandbox_id(st->st_uid, t->r->base_uid));
+        archive_entry_set_gid(e, files__sandbox_id(st->st_gid, t->r->base_gid));
         archive_entry_set_mtime(e, st->st_mtim.tv_sec, st->st_mtim.tv_nsec);
         if (S_ISREG(st->st_mode))
                 archive_entry_set_size(e, st->st_size);

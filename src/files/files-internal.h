@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <stdint.h>
 
+#include "common/limits.h"
 #include "files.h"
 
 #define FILES__TMP_NAME_MAX 32 /* ".sbx-tmp-" + 16 hex digits + NUL fits */
@@ -45,6 +46,22 @@ int files__tmp_name(char buf[static FILES__TMP_NAME_MAX]);
 /* How often a plain listing found its directory's names in the cache (ops.c), and how often not
  * (tests). */
 void files__list_cache_stats(uint64_t *ret_hits, uint64_t *ret_misses);
+
+/* ---------- ids ---------- */
+
+#define FILES__NOBODY 65534 /* what the sandbox sees for a host id outside its range */
+
+/* Whether the host id belongs to the sandbox whose ids start at base. */
+static inline bool files__sandbox_owns(unsigned id, unsigned base)
+{
+        return id >= base && id - base < SBX_UID_RANGE;
+}
+
+/* host id -> the id the sandbox sees (FILES__NOBODY outside its range) */
+static inline unsigned files__sandbox_id(unsigned host, unsigned base)
+{
+        return files__sandbox_owns(host, base) ? host - base : FILES__NOBODY;
+}
 
 /* ---------- shared by ops.c and list.c ---------- */
 

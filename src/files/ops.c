@@ -25,12 +25,12 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/json.h"
 #include "common/limits.h"
 #include "common/util.h"
 #include "files-internal.h"
 #include "files.h"
 
-#define NOBODY_ID 65534         /* what the sandbox sees for a host id outside its range */
 #define COPY_CHUNK (128 * 1024) /* read/write fallback where copy_file_range cannot */
 
 
@@ -61,24 +61,8 @@ static const char *type_string(mode_t m)
         }
 }
 
-static json_int_t sandbox_id(unsigned host, unsigned base)
-{
-        return host >= base && host - base < SBX_UID_RANGE ? (json_int_t)(host - base) : NOBODY_ID;
-}
 
 /* A JSON string of file system text, which need not be UTF-8 (invalid bytes become U+FFFD). */
-static json_t *json_text(const char *s, size_t len)
-{
-        _cleanup_free_ char *buf = NULL;
-
-        if (utf8_valid(s, len))
-                return json_stringn(s, len);
-        buf = malloc(3 * len + 1);
-        if (!buf)
-                return NULL;
-        return json_stringn(buf, utf8_sanitize(s, len, buf));
-}
-
 #define MTIME_4_DIGITS INT64_C(253402300799) /* 9999-12-31T23:59:59Z */
 
 
@@ -125,17 +109,17 @@ json_t *files__entry_json(const struct files_root *r, const char *path, size_t p
                 return NULL;
         /* the keys are literals, the values checked text: no second UTF-8 check in jansson */
         q |= json_object_set_new_nocheck(e, "name",
-                                         utf8 ? json_stringn_nocheck(name, name_len) : json_text(name, name_len));
+                                         utf8 ? json_stringn_nocheck(name, name_len) : json_string_utf8(name, name_len));
         q |= json_object_set_new_nocheck(e, "path",
-                                         utf8 ? json_stringn_nocheck(path, path_len) : json_text(path, path_len));
+                                         utf8 ? json_stringn_nocheck(path, path_len) : json_string_utf8(path, path_len));
         q |= json_object_set_new_nocheck(e, "type", json_string_nocheck(type_string(st->st_mode)));
         q |= json_object_set_new_nocheck(e, "size", json_integer(st->st_size));
         q |= json_object_set_new_nocheck(e, "mode", json_integer(st->st_mode & 07777));
         q |= json_object_set_new_nocheck(e, "mtime", json_stringn_nocheck(mtime, 24));
-        q |= json_object_set_new_nocheck(e, "uid", json_integer(sandbox_id(st->st_uid, r->base_uid)));
-        q |= json_object_set_new_nocheck(e, "gid", json_integer(sandbox_id(st->st_gid, r->base_gid)));
+        q |= json_object_set_new_nocheck(e, "uid", json_integer(files__sandbox_id(st->st_uid, r->base_uid)));
+        q |= json_object_set_new_nocheck(e, "gid", json_integer(files__sandbox_id(st->st_gid, r->base_gid)));
         if (target)
-                q |= json_object_set_new_nocheck(e, "symlinkTarget", json_text(target, target_len));
+                q |= json_object_set_new_nocheck(e, "symlinkTarget", json_string_utf8(target, target_len));
         if (q) {
                 json_decref(e);
                 return NULL;

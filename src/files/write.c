@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/json.h"
 #include "common/limits.h"
 #include "common/util.h"
 #include "files-internal.h"
@@ -38,11 +39,6 @@ struct files_writer {
         char path[SBX_MAX_FILE_PATH + 1]; /* the target as the caller named it, for messages */
 };
 
-/* Whether the host id belongs to the sandbox whose ids start at base. */
-static bool sandbox_id(unsigned id, unsigned base)
-{
-        return id >= base && id - base < SBX_UID_RANGE;
-}
 
 static void files_writer_abortp(struct files_writer **w)
 {
@@ -97,8 +93,8 @@ int files__writer_open_at(const struct files_root *r, int dirfd, const char *nam
                  * into a file owned by a host id (a set-id one, say, in a bind of a host dir). */
                 if (S_ISREG(st.st_mode)) {
                         mode = st.st_mode & 07777;
-                        if (!(flags & FILES__W_ROOT_OWNER) && sandbox_id(st.st_uid, r->base_uid) &&
-                            sandbox_id(st.st_gid, r->base_gid)) {
+                        if (!(flags & FILES__W_ROOT_OWNER) && files__sandbox_owns(st.st_uid, r->base_uid) &&
+                            files__sandbox_owns(st.st_gid, r->base_gid)) {
                                 uid = st.st_uid;
                                 gid = st.st_gid;
                         }
@@ -251,25 +247,13 @@ static int batch_item_cmp(const void *a_, const void *b_)
         return a->index < b->index ? -1 : a->index > b->index;
 }
 
-/* JSON string of a message that may quote non-UTF-8 names */
-static json_t *json_text(const char *s)
-{
-        size_t len = strlen(s);
-        _cleanup_free_ char *buf = NULL;
-
-        if (utf8_valid(s, len))
-                return json_stringn(s, len);
-        buf = malloc(3 * len + 1);
-        if (!buf)
-                return NULL;
-        return json_stringn(buf, utf8_sanitize(s, len, buf));
-}
-
+/* One op's result; the message may quote non-UTF-8 names */
 static json_t *batch_result(const char *path, const struct files_batch_op *op, int q, const struct sbx_err *e)
 {
         const char *code = e->reason[0]                     ? e->reason
                            : (q == -ENOSPC || q == -EDQUOT) ? "insufficient_storage"
                                                             : "internal";
+        const char *msg = e->msg[0] ? e->msg : strerror(-q);
         json_t *res, *error;
 
         res = json_pack("{s:s, s:s, s:b}", "path", path, "op", op->kind == FILES_BATCH_WRITE ? "write" : "delete", "ok",
@@ -279,7 +263,7 @@ static json_t *batch_result(const char *path, const struct files_batch_op *op, i
         error = json_object();
         if (!error || json_object_set_new(res, "error", error) < 0 ||
             json_object_set_new(error, "code", json_string(code)) < 0 ||
-            json_object_set_new(error, "message", json_text(e->msg[0] ? e->msg : strerror(-q))) < 0) {
+            json_object_set_new(error, "message", json_string_utf8(msg, strlen(msg))) < 0) {
                 json_decref(res);
                 return NULL;
         }

@@ -11,6 +11,7 @@
 
 #include "api/api.h"
 #include "api/handlers.h"
+#include "common/json.h"
 #include "common/limits.h"
 #include "common/util.h"
 
@@ -36,21 +37,6 @@ static void exec_req_maybe_free(struct exec_req *x)
         free(x->pending);
         free(x->last);
         free(x);
-}
-
-static json_t *utf8_json_string(const char *buf, size_t len)
-{
-        char *clean;
-        json_t *s;
-
-        if (utf8_valid(buf, len))
-                return json_stringn(buf, len);
-        clean = malloc(len * 3 + 1);
-        if (!clean)
-                return NULL;
-        s = json_stringn(clean, utf8_sanitize(buf, len, clean));
-        free(clean);
-        return s;
 }
 
 static bool append(char **dst, size_t *dst_len, const char *buf, size_t len, bool *truncated)
@@ -112,7 +98,7 @@ static bool on_output(void *data, enum exec_stream stream, const char *buf, size
                 return true;
         }
         json_t *line = json_pack("{s:s,s:o}", "type", stream == EXEC_STDOUT ? "stdout" : "stderr", "data",
-                                 utf8_json_string(buf, len));
+                                 json_string_utf8(buf, len));
         char *text = line ? json_dumps(line, JSON_COMPACT) : NULL;
         int r;
 
@@ -177,8 +163,8 @@ static void on_exec_done(void *data, int r, const struct sbx_err *err, const str
         }
         o = result_json(res, x->truncated);
         if (o) {
-                json_object_set_new(o, "stdout", utf8_json_string(x->out ? x->out : "", x->out_len));
-                json_object_set_new(o, "stderr", utf8_json_string(x->err ? x->err : "", x->err_len));
+                json_object_set_new(o, "stdout", json_string_utf8(x->out ? x->out : "", x->out_len));
+                json_object_set_new(o, "stderr", json_string_utf8(x->err ? x->err : "", x->err_len));
         }
         if (!o) {
                 http_reply_errorf(x->req, -ENOMEM, NULL, "cannot build the exec result");
