@@ -211,31 +211,38 @@ struct files_job {
         json_t *result;
 };
 
+int files_lease_call(struct files_lease *l, const char *user, manager_files_fn fn, void *data, json_t **ret,
+                     struct sbx_err *err)
+{
+        struct files_root root = l->root;
+        int r;
+
+        if (user) {
+                struct files_user u;
+
+                r = files_user_lookup(&l->root, user, &u, err);
+                if (r < 0)
+                        return r;
+                r = files_root_as(&l->root, &u, &root);
+                if (r < 0)
+                        return r;
+        }
+        r = files_identity_enter(&root);
+        if (r < 0)
+                return sbx_err_set(err, r, "cannot take the sandbox's identity: %s", strerror(-r));
+        r = fn(&root, data, ret, err);
+        files_identity_leave();
+        return r;
+}
+
 static void files_job_work(uv_work_t *w)
 {
         struct files_job *j = w->data;
         struct sandbox *sb = j->lease->sb;
-        struct files_root root = j->lease->root;
 
         if (j->exclusive)
                 pthread_mutex_lock(&sb->files_lock);
-        j->r = 0;
-        if (j->user) {
-                struct files_user u;
-
-                j->r = files_user_lookup(&j->lease->root, j->user, &u, &j->err);
-                if (j->r >= 0)
-                        j->r = files_root_as(&j->lease->root, &u, &root);
-        }
-        if (j->r >= 0) {
-                j->r = files_identity_enter(&root);
-                if (j->r < 0)
-                        (void)sbx_err_set(&j->err, j->r, "cannot take the sandbox's identity: %s", strerror(-j->r));
-        }
-        if (j->r >= 0) {
-                j->r = j->fn(&root, j->fn_data, &j->result, &j->err);
-                files_identity_leave();
-        }
+        j->r = files_lease_call(j->lease, j->user, j->fn, j->fn_data, &j->result, &j->err);
         if (j->exclusive)
                 pthread_mutex_unlock(&sb->files_lock);
 }

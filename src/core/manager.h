@@ -147,6 +147,12 @@ void files_lease_release(struct files_lease *l);
 /* A blocking file operation: runs on the worker pool with the lease's root; *ret is its result
  * (JSON, may stay NULL for 204). */
 typedef int (*manager_files_fn)(const struct files_root *root, void *data, json_t **ret, struct sbx_err *err);
+/* Run fn on this thread with the lease's root, acting as user (NULL: the sandbox's root; else a
+ * name or id of its /etc/passwd, 404 user_not_found) under that identity (files_identity_enter).
+ * manager_files_run does this on the worker pool; call it directly for the few quick calls that
+ * must happen on the loop (opening an upload's target). */
+int files_lease_call(struct files_lease *l, const char *user, manager_files_fn fn, void *data, json_t **ret,
+                     struct sbx_err *err);
 /*
  * Acquire a lease, run fn(root, fn_data) on the worker pool (under the sandbox's file lock when
  * exclusive: batches, replaces, extractions do not interleave), release, then done(done_data, r,

@@ -138,7 +138,7 @@ void v1_file_get(struct http_request *req)
 
 struct file_put {
         struct files_lease *lease;
-        struct files_root root; /* the lease's, acting as ?user= */
+        struct files_write_opts o;
         struct files_writer *w;
         char path[SBX_MAX_FILE_PATH + 2];
         bool committing; /* the commit runs on the worker pool: it frees w */
@@ -163,13 +163,20 @@ static void file_put_closed(struct http_request *req, void *data)
         file_put_free(p);
 }
 
+/* Open the writer of the target (as the sandbox user the PUT names: files_lease_call). */
+static int put_open_fn(const struct files_root *root, void *data, json_t **ret, struct sbx_err *err)
+{
+        struct file_put *p = data;
+
+        return files_writer_open(root, p->path, &p->o, &p->w, err);
+}
+
 static int v1_file_put_open(struct http_request *req, int *ret_fd, uint64_t *ret_max, struct sbx_err *err)
 {
         struct api_context *ctx = api_ctx(req);
         char path[SBX_MAX_FILE_PATH + 2];
         struct files_write_opts o = {};
         struct file_put *p;
-        const char *user;
         int r, fd = -1;
 
         r = files_param_path(req, 1, path, sizeof path, err);
@@ -185,26 +192,10 @@ static int v1_file_put_open(struct http_request *req, int *ret_fd, uint64_t *ret
         if (!p)
                 return -ENOMEM;
         snprintf(p->path, sizeof p->path, "%s", path);
+        p->o = o;
         r = manager_files_acquire(ctx->manager, http_request_param(req, 0), &p->lease, err);
-        if (r >= 0) {
-                p->root = *files_lease_root(p->lease);
-                user = http_request_query(req, "user");
-                if (user) {
-                        struct files_user u;
-
-                        r = files_user_lookup(files_lease_root(p->lease), user, &u, err);
-                        if (r >= 0)
-                                r = files_root_as(files_lease_root(p->lease), &u, &p->root);
-                }
-        }
-        if (r >= 0) {
-                r = files_identity_enter(&p->root);
-                if (r >= 0) {
-                        r = files_writer_open(&p->root, path, &o, &p->w, err);
-                        files_identity_leave();
-                } else
-                        (void)sbx_err_set(err, r, "cannot take the sandbox's identity: %s", strerror(-r));
-        }
+        if (r >= 0)
+                r = files_lease_call(p->lease, http_request_query(req, "user"), put_open_fn, p, NULL, err);
         if (r >= 0) {
                 fd = fcntl(files_writer_fd(p->w), F_DUPFD_CLOEXEC, 3);
                 if (fd < 0)
