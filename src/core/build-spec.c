@@ -14,6 +14,7 @@
 
 #include "common/cleanup.h"
 #include "common/json.h"
+#include "common/util.h"
 #include "images/template.h"
 #include "sandbox/spec.h"
 
@@ -33,26 +34,6 @@ static const char *const spec_fields[] = { "name",  "description", "from",   "ba
 static bool string_clean(const json_t *v)
 {
         return json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v);
-}
-
-/* Strict base64 (RFC 4648 §4): the alphabet only, a multiple of 4 long, '=' only as the last one or
- * two characters. EVP_DecodeBlock alone skips blanks and decodes '=' anywhere as zero bits, so it
- * would take "====" or "YQ==YQ==" and make up content. */
-static bool base64_valid(const char *in, size_t n)
-{
-        size_t pad = 0;
-
-        if (n % 4 != 0)
-                return false;
-        if (n >= 1 && in[n - 1] == '=')
-                pad++;
-        if (n >= 2 && in[n - 2] == '=')
-                pad++;
-        for (size_t i = 0; i < n - pad; i++)
-                if (!((in[i] >= 'A' && in[i] <= 'Z') || (in[i] >= 'a' && in[i] <= 'z') ||
-                      (in[i] >= '0' && in[i] <= '9') || in[i] == '+' || in[i] == '/'))
-                        return false;
-        return true;
 }
 
 static int string_array(json_t *v, const char *field, size_t max, size_t max_len, char ***ret, size_t *ret_n,
@@ -162,23 +143,19 @@ static int parse_files(json_t *v, struct build_spec *s, struct sbx_err *err)
                 } else {
                         const char *in = json_string_value(b64);
                         size_t inlen = json_string_length(b64);
-                        int n;
+                        ssize_t n;
 
-                        if (!in || !base64_valid(in, inlen))
+                        if (!in)
                                 return sbx_err_setr(err, -SBX_E_INVALID, "invalid_value",
                                                     "'files[%zu].contentBase64' is not valid base64", i);
                         bf->data = malloc(inlen / 4 * 3 + 1);
                         if (!bf->data)
                                 return -ENOMEM;
-                        n = inlen ? EVP_DecodeBlock(bf->data, (const unsigned char *)in, (int)inlen) : 0;
+                        /* strict (common/util.h): no blanks, '=' only at the end */
+                        n = base64_decode(in, inlen, bf->data);
                         if (n < 0)
                                 return sbx_err_setr(err, -SBX_E_INVALID, "invalid_value",
                                                     "'files[%zu].contentBase64' is not valid base64", i);
-                        /* EVP_DecodeBlock counts padding as zero bytes */
-                        if (inlen >= 1 && in[inlen - 1] == '=')
-                                n--;
-                        if (inlen >= 2 && in[inlen - 2] == '=')
-                                n--;
                         bf->len = (size_t)n;
                 }
                 bf->mode = 0644;
