@@ -36,56 +36,21 @@
 #include "common/util.h"
 #include "files/files.h"
 
-#define OWNER 12345
+#define OWNER 12345 /* files-fixture.h: the owner of everything created */
 #define MTIME 1700000000
 
-extern char **environ;
-
-struct fixture {
-        char dir[64];
-        struct files_root r;
-};
-
-static void rm_rf(const char *path)
-{
-        const char *argv[] = { "rm", "-rf", "--one-file-system", path, NULL };
-        pid_t pid;
-        int status;
-
-        if (posix_spawnp(&pid, "rm", NULL, NULL, (char *const *)argv, environ) == 0)
-                (void)waitpid(pid, &status, 0);
-}
+#include "files-fixture.h"
 
 static int setup(void **state)
 {
-        struct fixture *f = calloc(1, sizeof *f);
-
-        assert_non_null(f);
-        snprintf(f->dir, sizeof f->dir, "/tmp/test-files-archive-XXXXXX");
-        assert_non_null(mkdtemp(f->dir));
-        f->r.fd = open(f->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        assert_true(f->r.fd >= 0);
-        f->r.uid = OWNER;
-        f->r.gid = OWNER;
-        f->r.base_uid = OWNER;
-        f->r.base_gid = OWNER;
-        *state = f;
-        return 0;
+        return fixture_setup(state, "/tmp/test-files-archive-XXXXXX");
 }
 
 static int teardown(void **state)
 {
-        struct fixture *f = *state;
-        char p[128];
+        static const char *const mounts[] = { "out/bind", "src/mnt", NULL };
 
-        snprintf(p, sizeof p, "%s/out/bind", f->dir);
-        (void)umount2(p, MNT_DETACH);
-        snprintf(p, sizeof p, "%s/src/mnt", f->dir);
-        (void)umount2(p, MNT_DETACH);
-        close(f->r.fd);
-        rm_rf(f->dir);
-        free(f);
-        return 0;
+        return fixture_teardown(state, mounts);
 }
 
 static const char *at(struct fixture *f, const char *rel)
