@@ -26,6 +26,28 @@ void v1_sandbox_stop(struct http_request *req);
 void v1_sandbox_start(struct http_request *req);
 /* POST /v1/sandboxes/{id}/exec: Run a command in a sandbox */
 void v1_sandbox_exec(struct http_request *req);
+/* POST /v1/sandboxes/{id}/processes: Start a process */
+void v1_process_start(struct http_request *req);
+/* GET /v1/sandboxes/{id}/processes: List processes */
+void v1_process_list(struct http_request *req);
+/* GET /v1/sandboxes/{id}/processes/{pid}: Get a process */
+void v1_process_get(struct http_request *req);
+/* POST /v1/sandboxes/{id}/processes/{pid}/signal: Signal a process */
+void v1_process_signal(struct http_request *req);
+/* POST /v1/sandboxes/{id}/processes/{pid}/stdin: Write to stdin */
+void v1_process_stdin(struct http_request *req);
+/* POST /v1/sandboxes/{id}/processes/{pid}/stdin/close: Close stdin */
+void v1_process_stdin_close(struct http_request *req);
+/* POST /v1/sandboxes/{id}/processes/{pid}/resize: Resize a terminal */
+void v1_process_resize(struct http_request *req);
+/* GET /v1/sandboxes/{id}/processes/{pid}/wait: Wait for the exit */
+void v1_process_wait(struct http_request *req);
+/* GET /v1/sandboxes/{id}/processes/{pid}/attach: Follow a process (WebSocket or SSE) */
+void v1_process_attach(struct http_request *req);
+/* GET /v1/sandboxes/{id}/processes/{pid}/stdout: Read stdout */
+void v1_process_stdout(struct http_request *req);
+/* GET /v1/sandboxes/{id}/processes/{pid}/stderr: Read stderr */
+void v1_process_stderr(struct http_request *req);
 /* GET /v1/sandboxes/{id}/files/{path*}: Read a file */
 void v1_file_get(struct http_request *req);
 /* PUT /v1/sandboxes/{id}/files/{path*}: Write a file (body streamed to a file) */

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The pure parts of ws.c, private to src/api and exposed for the unit tests: the handshake checks,
- * the accept key and the payload of the close frames we send, plus the limits ws.c works with. The
- * framing itself is wslay's. No I/O, no allocation, no logging.
+ * the accept key and the payload of the close frames we send, plus the limits and costs ws.c works
+ * with. The framing itself is wslay's. No I/O, no allocation, no logging.
  */
 #pragma once
 
@@ -14,9 +14,12 @@
 
 #define WS_MAX_CONTROL_PAYLOAD 125    /* RFC 6455 §5.5 */
 #define WS_MAX_CLOSE_REASON 123       /* control payload minus the 2-byte code */
-#define WS_MAX_IN_PAYLOAD (64 * 1024) /* a client frame beyond this is refused with 1009 */
+#define WS_MAX_IN_PAYLOAD (64 * 1024) /* no message callback: a client frame beyond this gets 1009 */
 #define WS_CLOSE_TIMEOUT_MS 2000      /* wait for the client's close frame after ours */
 #define WS_ACCEPT_LEN 28              /* base64 of a SHA-1 digest */
+/* What one queued frame counts against SBX_STREAM_BUFFER besides its payload: its header and
+ * wslay's bookkeeping, so that empty frames are not free. */
+#define WS_FRAME_COST 64
 
 /* Sec-WebSocket-Accept for key (which must be 16 bytes in base64: 24 characters). Writes
  * WS_ACCEPT_LEN characters and a NUL into ret. Returns 0 or -EINVAL. */

@@ -3,12 +3,16 @@
  * WebSocket server side (ws.h): the RFC 6455 handshake on top of http_reply_upgrade(), then wslay's
  * event API on the socket libmicrohttpd hands over, watched with a uv_poll_t on the server's loop.
  * wslay does the framing: it parses client frames (and refuses unmasked, oversize and malformed
- * ones with a close), answers pings and close frames, and queues our frames; this file feeds it the
- * socket (non-blocking recv/send in its callbacks), polls for what it wants, bounds its send queue
- * (SBX_STREAM_BUFFER) and runs the close handshake's deadline. Data the client sends is read and
- * thrown away, never buffered. It never closes the socket itself (MHD does, after
- * http_upgrade_close()) and learns that the connection is over from the request's on_close
- * callback, which is where closed() runs. The handshake helpers at the top are ws-internal.h.
+ * ones, and text that is not UTF-8, with a close), assembles messages when the caller takes them,
+ * answers pings and close frames, and queues our frames; this file feeds it the socket
+ * (non-blocking recv/send in its callbacks), polls for what it wants, bounds its send queue
+ * (SBX_STREAM_BUFFER) and tells the caller when it drained, holds client messages back while the
+ * caller paused reading, and runs the close handshake's deadline. What the caller sends from its
+ * message callback goes out right away, from inside wslay_event_recv (wslay keeps its input and
+ * output state apart), so that it is out before a close the client sent in the same read is
+ * answered. It never closes the socket itself (MHD does, after http_upgrade_close()) and learns
+ * that the connection is over from the request's on_close callback, which is where closed() runs.
+ * The handshake helpers at the top are ws-internal.h.
  */
 #include "api/ws.h"
 
@@ -32,9 +36,6 @@
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define WS_KEY_LEN 24              /* base64 of 16 bytes */
 #define WS_READ_BUDGET (64 * 1024) /* bytes read per readable event before giving the loop back */
-/* What one queued frame counts against SBX_STREAM_BUFFER besides its payload: its header and
- * wslay's bookkeeping, so that empty frames are not free. */
-#define WS_FRAME_COST 64
 #define WS_STOPPING_REASON "server stopping"
 
 /* ---------- pure helpers (ws-internal.h) ---------- */
@@ -127,24 +128,49 @@ size_t ws__close_payload(uint8_t *buf, uint16_t code, const char *reason)
 
 /* ---------- connections ---------- */
 
+/* A client message read while the caller paused reading: delivered in order after the restart. */
+struct ws_held {
+        struct ws_held *next;
+        bool binary;
+        size_t len;
+        uint8_t data[];
+};
+
 struct ws_conn {
         uv_loop_t *loop;
         ws_closed_fn closed;
+        ws_drain_fn drain;
+        ws_message_fn message; /* NULL: client data is thrown away */
         void *data;
         void *urh;                   /* the server's upgrade handle: from the upgrade to http_upgrade_close */
         int fd;                      /* client socket, MHD's (never closed here); -EBADF before the upgrade */
         wslay_event_context_ptr ctx; /* the framing: from ws_accept to ws_free */
 
         uv_timer_t timer; /* close handshake / flush deadline */
+        uv_timer_t kick;  /* next loop turn: held messages, extra bytes, a drain the caller's send made due */
         uv_poll_t poll;   /* on fd, from the upgrade until ws_finish */
         unsigned handles; /* uv handles not yet closed; c is freed at 0 once gone */
         bool poll_active; /* poll initialised and not closed */
         int poll_events;  /* what poll is started for (0: stopped) */
+        bool send_full;   /* the socket said EAGAIN: no send until the poll finds it writable */
 
-        const uint8_t *extra; /* bytes MHD read behind the request, fed to wslay before the socket */
-        size_t extra_len;     /* (only inside on_upgraded: MHD's buffer) */
-        size_t read_budget;   /* bytes the recv callback may still take from the socket this round */
-        int io_error;         /* set by the callbacks: -errno, or -EPIPE at end of stream */
+        const uint8_t *extra; /* bytes MHD read behind the request, fed to wslay before the socket: */
+        size_t extra_len;     /* MHD's buffer inside on_upgraded, then extra_buf if some are left */
+        uint8_t *extra_buf;
+        size_t read_budget; /* bytes the recv callback may still take from the socket this round */
+        int io_error;       /* set by the callbacks: -errno, or -EPIPE at end of stream */
+
+        size_t message_max;   /* ws_on_message's max_len */
+        bool buffering;       /* wslay assembles data messages (message was set at the last switch) */
+        bool mode_pending;    /* message changed while a data message was being read */
+        bool msg_open;        /* a data message's first frame is in, its last is not */
+        bool read_paused;     /* ws_pause_read */
+        struct ws_held *held; /* messages read while paused, oldest first */
+        struct ws_held **held_tail;
+
+        bool want_drain; /* -ENOBUFS (or a small ws_send_room) since the last drain call */
+        bool in_recv;    /* inside wslay_event_recv */
+        bool busy;       /* inside one of our loop callbacks, which ends with ws_settle() */
 
         uint8_t close_payload[WS_MAX_CONTROL_PAYLOAD]; /* ws_close's frame, while close_pending */
         size_t close_len;
@@ -157,8 +183,21 @@ struct ws_conn {
         bool gone;           /* the request ended: closed() ran */
 };
 
+static void ws_drop_held(struct ws_conn *c)
+{
+        while (c->held) {
+                struct ws_held *m = c->held;
+
+                c->held = m->next;
+                free(m);
+        }
+        c->held_tail = &c->held;
+}
+
 static void ws_free(struct ws_conn *c)
 {
+        ws_drop_held(c);
+        free(c->extra_buf);
         wslay_event_context_free(c->ctx);
         free(c);
 }
@@ -194,6 +233,7 @@ static void ws_finish(struct ws_conn *c)
         }
         c->finished = true;
         (void)uv_timer_stop(&c->timer);
+        (void)uv_timer_stop(&c->kick);
         /* stop watching fd before the server closes it */
         ws_close_poll(c);
         http_upgrade_close(c->urh);
@@ -215,7 +255,7 @@ static void ws_deadline(struct ws_conn *c)
 }
 
 /* What the send queue holds, as counted against SBX_STREAM_BUFFER (wslay counts a frame until its
- * last byte is out). */
+ * last byte is out; both counters are kept by wslay as it goes, no queue walk). */
 static size_t ws_queued(struct ws_conn *c)
 {
         return wslay_event_get_queued_msg_length(c->ctx) + wslay_event_get_queued_msg_count(c->ctx) * WS_FRAME_COST;
@@ -228,15 +268,41 @@ static bool ws_closing(struct ws_conn *c)
         return !wslay_event_get_read_enabled(c->ctx) || !wslay_event_get_write_enabled(c->ctx);
 }
 
+/* The caller may still queue frames (and hear about the drain). */
+static bool ws_sendable(struct ws_conn *c)
+{
+        return !c->gone && !c->finished && !c->close_requested && !ws_closing(c);
+}
+
 /*
  * Reading stops while more than SBX_STREAM_BUFFER waits to be sent: only pongs take the queue
- * beyond it (ws_send_text and ws_ping stay within), so this is a client that pings without
+ * beyond it (ws_send_* and ws_ping stay within), so this is a client that pings without
  * reading, and each of its pings would cost memory. Once our close is out wslay queues nothing more
  * (and its count, which keeps pongs it dropped behind a queued close, no longer matters).
  */
 static bool ws_read_paused(struct ws_conn *c)
 {
         return wslay_event_get_write_enabled(c->ctx) && ws_queued(c) > SBX_STREAM_BUFFER;
+}
+
+/* May wslay take more input (extra bytes or the socket)? Not while the caller paused reading or
+ * held messages wait (they go first), except that after ws_close we read on for the client's close. */
+static bool ws_may_read(struct ws_conn *c)
+{
+        if (c->gone || c->finished || ws_read_paused(c))
+                return false;
+        return c->close_requested || (!c->read_paused && !c->held);
+}
+
+/* Switch wslay between assembling messages for the caller and throwing data away (frame by frame,
+ * with the old per-frame limit). Only between data messages: wslay keeps a message's pieces by the
+ * mode its first frame found. */
+static void ws_apply_mode(struct ws_conn *c)
+{
+        c->mode_pending = false;
+        c->buffering = c->message != NULL;
+        wslay_event_config_set_no_buffering(c->ctx, !c->buffering);
+        wslay_event_config_set_max_recv_msg_length(c->ctx, c->buffering ? c->message_max : WS_MAX_IN_PAYLOAD);
 }
 
 /* ---- wslay's callbacks (the socket is non-blocking; WOULDBLOCK ends wslay's loop) ---- */
@@ -246,6 +312,15 @@ static ssize_t on_wslay_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t l
         struct ws_conn *c = user_data;
         ssize_t n;
 
+        if (c->io_error < 0) {
+                /* a message could not be kept (ENOMEM): end the read, and the connection */
+                wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+                return -1;
+        }
+        if (!ws_may_read(c)) {
+                wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+                return -1;
+        }
         if (c->extra_len > 0) {
                 n = (ssize_t)(len < c->extra_len ? len : c->extra_len);
                 memcpy(buf, c->extra, (size_t)n);
@@ -253,7 +328,7 @@ static ssize_t on_wslay_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t l
                 c->extra_len -= (size_t)n;
                 return n;
         }
-        if (c->read_budget == 0 || ws_read_paused(c)) {
+        if (c->read_budget == 0) {
                 wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
                 return -1;
         }
@@ -288,6 +363,7 @@ static ssize_t on_wslay_send(wslay_event_context_ptr ctx, const uint8_t *data, s
         if (n >= 0)
                 return n;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                c->send_full = true;
                 wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
                 return -1;
         }
@@ -303,18 +379,66 @@ static int on_wslay_genmask(wslay_event_context_ptr ctx, uint8_t *buf, size_t le
         return -1;
 }
 
-/* wslay answers pings and close frames itself; data messages are of no use here (and, with
- * buffering off, reach this with no payload). */
+static void on_wslay_frame_start(wslay_event_context_ptr ctx, const struct wslay_event_on_frame_recv_start_arg *arg,
+                                 void *user_data)
+{
+        struct ws_conn *c = user_data;
+
+        if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME)
+                c->msg_open = true;
+}
+
+/* Keep a copy of a message for after the pause. -ENOMEM ends the connection (the recv callback
+ * fails from then on): a message may not go missing in the middle of a stream. */
+static void ws_hold(struct ws_conn *c, bool binary, const uint8_t *msg, size_t len)
+{
+        struct ws_held *m = malloc(sizeof *m + len);
+
+        if (!m) {
+                c->io_error = -ENOMEM;
+                return;
+        }
+        m->next = NULL;
+        m->binary = binary;
+        m->len = len;
+        if (len > 0)
+                memcpy(m->data, msg, len);
+        *c->held_tail = m;
+        c->held_tail = &m->next;
+}
+
+/*
+ * A whole message (or, when data is thrown away, the end of one, with no payload). wslay answers
+ * pings and close frames itself. A data message goes to the caller if the mode it was read in
+ * assembles messages and the caller may have it now; while reading is paused (the caller paused
+ * from inside an earlier message of this same read: wslay goes on through what it has in its
+ * buffer) or older messages wait, it is kept for later.
+ */
 static void on_wslay_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg, void *user_data)
 {
+        struct ws_conn *c = user_data;
+        bool binary = arg->opcode == WSLAY_BINARY_FRAME;
+
         if (arg->opcode == WSLAY_CONNECTION_CLOSE)
                 log_debug("ws: the client closed the connection (%u)", arg->status_code);
+        if (arg->opcode != WSLAY_TEXT_FRAME && !binary)
+                return;
+        c->msg_open = false;
+        if (c->buffering && c->message && !c->close_requested && !c->gone && !c->finished && c->io_error == 0) {
+                if (c->read_paused || c->held)
+                        ws_hold(c, binary, arg->msg, arg->msg_length);
+                else
+                        c->message(c, binary, arg->msg, arg->msg_length, c->data);
+        }
+        if (c->mode_pending && !c->gone)
+                ws_apply_mode(c);
 }
 
 static const struct wslay_event_callbacks ws_callbacks = {
         .recv_callback = on_wslay_recv,
         .send_callback = on_wslay_send,
         .genmask_callback = on_wslay_genmask,
+        .on_frame_recv_start_callback = on_wslay_frame_start,
         .on_msg_recv_callback = on_wslay_msg,
 };
 
@@ -345,10 +469,13 @@ static int ws_queue_pending_close(struct ws_conn *c)
 /*
  * Send what the socket takes now; once everything queued before ws_close() is out, its close
  * frame follows (wslay would put a control frame ahead of queued data frames, and stop sending
- * after it). 0, maybe with frames left, or -errno: the connection is broken.
+ * after it). 0, maybe with frames left, or -errno: the connection is broken. While the socket is
+ * full, a frame the caller queues waits for the poll instead of costing a send that fails.
  */
 static int ws_send(struct ws_conn *c)
 {
+        if (c->send_full)
+                return 0;
         for (;;) {
                 int r = wslay_event_send(c->ctx);
 
@@ -366,16 +493,19 @@ static int ws_send(struct ws_conn *c)
 
 /*
  * Let wslay read: the extra bytes if any, then the socket until it has no more or budget bytes
- * were taken. 0, or -errno / -EPIPE at end of stream: the connection is over.
+ * were taken (none while the caller paused). Whole messages reach the caller from inside this
+ * call. 0, or -errno / -EPIPE at end of stream: the connection is over.
  */
 static int ws_recv(struct ws_conn *c, size_t budget)
 {
         int r;
 
-        if (!wslay_event_want_read(c->ctx))
+        if (!wslay_event_want_read(c->ctx) || !ws_may_read(c))
                 return 0;
         c->read_budget = budget;
+        c->in_recv = true;
         r = wslay_event_recv(c->ctx);
+        c->in_recv = false;
         if (r == 0)
                 return 0;
         if (c->io_error < 0 || r == WSLAY_ERR_NOMEM)
@@ -384,6 +514,26 @@ static int ws_recv(struct ws_conn *c, size_t budget)
          * length not in its shortest form): it queued a close, without a code, and reads no more */
         log_debug("ws: malformed frame from the client, closing the connection");
         return 0;
+}
+
+static bool ws_drain_due(struct ws_conn *c)
+{
+        return c->want_drain && c->drain && ws_sendable(c) && ws_queued(c) <= SBX_STREAM_BUFFER / 2;
+}
+
+static void on_kick(uv_timer_t *t);
+
+/* Come back on the next loop turn (kick) for what is due but cannot happen where we are. */
+static void ws_kick(struct ws_conn *c, bool drain)
+{
+        bool due;
+
+        if (!c->upgraded || c->finished || c->gone || uv_is_active((uv_handle_t *)&c->kick))
+                return;
+        due = (drain && ws_drain_due(c)) || (c->held && !c->read_paused && !c->close_requested) ||
+              (c->extra_len > 0 && wslay_event_want_read(c->ctx) && ws_may_read(c));
+        if (due)
+                (void)uv_timer_start(&c->kick, on_kick, 0, 0);
 }
 
 static void on_poll(uv_poll_t *p, int status, int events);
@@ -396,28 +546,93 @@ static void ws_update(struct ws_conn *c)
         if (!c->upgraded || c->finished || c->gone)
                 return;
         r = ws_send(c);
+        /* inside wslay_event_recv (the caller sent from its message callback): leave no
+         * WOULDBLOCK of the send for the read to find */
+        if (r >= 0 && c->in_recv)
+                wslay_event_set_error(c->ctx, 0);
         if (r < 0) {
                 log_debug("ws: cannot send: %s, closing the connection", strerror(-r));
                 return ws_finish(c);
         }
         if (!wslay_event_want_read(c->ctx)) {
-                /* the client's close is in (or never coming: a protocol error): done once ours is out */
-                if (!wslay_event_want_write(c->ctx))
+                /* the client's close is in (or never coming: a protocol error): done once ours is
+                 * out and the messages read before it are delivered (or the deadline passed) */
+                if (!wslay_event_want_write(c->ctx) && !c->held)
                         return ws_finish(c);
                 ws_deadline(c);
         }
-        if (wslay_event_want_read(c->ctx) && !ws_read_paused(c))
+        if (wslay_event_want_read(c->ctx) && ws_may_read(c))
                 want |= UV_READABLE;
         if (wslay_event_want_write(c->ctx))
                 want |= UV_WRITABLE;
-        if (want == c->poll_events)
+        if (want != c->poll_events) {
+                r = want ? uv_poll_start(&c->poll, want, on_poll) : uv_poll_stop(&c->poll);
+                if (r < 0) {
+                        log_warn("ws: cannot watch the connection: %s, closing it", uv_strerror(r));
+                        return ws_finish(c);
+                }
+                c->poll_events = want;
+        }
+        /* the caller's own call (a send that flushed the queue, a restart): the rest on the next
+         * turn; our loop callbacks see to it themselves on their way out (ws_settle) */
+        if (!c->busy)
+                ws_kick(c, true);
+}
+
+/* The caller's drain callback, if it is due: after a socket write, from our loop callbacks only. */
+static void ws_maybe_drain(struct ws_conn *c)
+{
+        if (!ws_drain_due(c))
                 return;
-        r = want ? uv_poll_start(&c->poll, want, on_poll) : uv_poll_stop(&c->poll);
+        c->want_drain = false;
+        c->drain(c, c->data);
+}
+
+/* The way out of each of our loop callbacks: update, drain, and come back for the held messages
+ * and extra bytes still due (not for a drain: it waits for the next socket write, else a caller
+ * whose frame does not fit yet would be called back on every loop turn). */
+static void ws_settle(struct ws_conn *c)
+{
+        ws_update(c);
+        ws_maybe_drain(c);
+        c->busy = false;
+        ws_kick(c, false);
+}
+
+/* Hand the held messages over, oldest first, until the caller pauses again or closes. */
+static void ws_deliver_held(struct ws_conn *c)
+{
+        while (c->held && !c->read_paused && !c->close_requested && !c->gone && !c->finished) {
+                struct ws_held *m = c->held;
+
+                c->held = m->next;
+                if (!c->held)
+                        c->held_tail = &c->held;
+                if (c->message)
+                        c->message(c, m->binary, m->data, m->len, c->data);
+                free(m);
+        }
+}
+
+static void on_kick(uv_timer_t *t)
+{
+        struct ws_conn *c = t->data;
+        int r = 0;
+
+        if (!c->upgraded || c->finished || c->gone)
+                return;
+        c->busy = true;
+        ws_deliver_held(c);
+        /* extra bytes left by a pause: the socket is the poll's, once they are in */
+        if (c->extra_len > 0)
+                r = ws_recv(c, 0);
         if (r < 0) {
-                log_warn("ws: cannot watch the connection: %s, closing it", uv_strerror(r));
+                if (r != -EPIPE)
+                        log_debug("ws: connection failed: %s", strerror(-r));
+                c->busy = false;
                 return ws_finish(c);
         }
-        c->poll_events = want;
+        ws_settle(c);
 }
 
 static void on_poll(uv_poll_t *p, int status, int events)
@@ -425,14 +640,18 @@ static void on_poll(uv_poll_t *p, int status, int events)
         struct ws_conn *c = p->data;
         int r = status;
 
+        c->busy = true;
+        if (r >= 0 && (events & UV_WRITABLE))
+                c->send_full = false;
         if (r >= 0 && (events & UV_READABLE))
                 r = ws_recv(c, WS_READ_BUDGET);
         if (r < 0) {
                 if (r != -EPIPE)
                         log_debug("ws: connection failed: %s", strerror(-r));
+                c->busy = false;
                 return ws_finish(c);
         }
-        ws_update(c);
+        ws_settle(c);
 }
 
 /* http_reply_upgrade's callback: the 101 is out and sock is ours to read and write. */
@@ -460,23 +679,34 @@ static void on_upgraded(void *cls, int sock, void *urh, const char *extra, size_
         c->poll.data = c;
         c->poll_active = true;
         c->handles++;
+        c->busy = true;
         /* frames queued before the upgrade go ahead of answers to the client's first frames */
         r = ws_send(c);
         if (r >= 0 && extra_len > 0) {
-                /* bytes the client sent right behind its request, already read by the server: wslay
-                 * takes them all in this call (its recv loop runs until the callback has no more) */
+                /* bytes the client sent right behind its request, already read by the server (into
+                 * its buffer, valid during this call): wslay takes them all here unless the caller
+                 * pauses reading from its message callback; then the rest is copied for later */
                 c->extra = (const uint8_t *)extra;
                 c->extra_len = extra_len;
                 r = ws_recv(c, 0);
-                c->extra = NULL;
-                c->extra_len = 0;
+                if (r >= 0 && c->extra_len > 0) {
+                        c->extra_buf = malloc(c->extra_len);
+                        if (c->extra_buf)
+                                memcpy(c->extra_buf, c->extra, c->extra_len);
+                        else
+                                r = -ENOMEM;
+                }
+                c->extra = c->extra_buf;
+                if (!c->extra_buf)
+                        c->extra_len = 0;
         }
         if (r < 0) {
                 if (r != -EPIPE)
                         log_debug("ws: connection failed: %s", strerror(-r));
+                c->busy = false;
                 return ws_finish(c);
         }
-        ws_update(c);
+        ws_settle(c);
 }
 
 /* The request's on_close: MHD is done with the connection (after http_upgrade_close, the client
@@ -499,9 +729,12 @@ static void on_request_end(struct http_request *req, void *data)
         c->urh = NULL;
         c->finished = true;
         c->gone = true;
+        ws_drop_held(c);
         (void)uv_timer_stop(&c->timer);
+        (void)uv_timer_stop(&c->kick);
         ws_close_poll(c);
         uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+        uv_close((uv_handle_t *)&c->kick, on_handle_closed);
         if (c->closed)
                 c->closed(c, c->data);
         /* c is freed when the last handle's close callback runs (never before this returns) */
@@ -535,14 +768,15 @@ int ws_accept(struct http_request *req, ws_closed_fn closed, void *data, struct 
         c->closed = closed;
         c->data = data;
         c->fd = -EBADF;
+        c->held_tail = &c->held;
+        c->message_max = SBX_WS_MAX_MESSAGE;
         if (wslay_event_context_server_init(&c->ctx, &ws_callbacks, c) != 0) {
                 free(c);
                 return sbx_err_set(err, -ENOMEM, "out of memory");
         }
-        /* client data is thrown away: do not assemble messages, and refuse a frame (rather than a
-         * message) beyond WS_MAX_IN_PAYLOAD with 1009 */
-        wslay_event_config_set_no_buffering(c->ctx, 1);
-        wslay_event_config_set_max_recv_msg_length(c->ctx, WS_MAX_IN_PAYLOAD);
+        /* until the caller takes messages, client data is thrown away: not assembled, and a frame
+         * (rather than a message) beyond WS_MAX_IN_PAYLOAD is refused with 1009 */
+        ws_apply_mode(c);
         r = uv_timer_init(c->loop, &c->timer);
         if (r < 0) {
                 ws_free(c);
@@ -550,12 +784,19 @@ int ws_accept(struct http_request *req, ws_closed_fn closed, void *data, struct 
         }
         c->timer.data = c;
         c->handles = 1;
-        http_request_on_close(req, on_request_end, c);
-        r = http_reply_upgrade(req, hdrs, on_upgraded, c);
+        r = uv_timer_init(c->loop, &c->kick);
+        if (r >= 0) {
+                c->kick.data = c;
+                c->handles++;
+                http_request_on_close(req, on_request_end, c);
+                r = http_reply_upgrade(req, hdrs, on_upgraded, c);
+        }
         if (r < 0) {
                 http_request_on_close(req, NULL, NULL);
                 c->gone = true;
                 uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+                if (c->handles == 2)
+                        uv_close((uv_handle_t *)&c->kick, on_handle_closed);
                 if (r == -EPROTO)
                         return sbx_err_setr(err, -SBX_E_INVALID, "bad_websocket_handshake",
                                             "a websocket handshake must be an HTTP/1.1 request");
@@ -565,18 +806,20 @@ int ws_accept(struct http_request *req, ws_closed_fn closed, void *data, struct 
         return 0;
 }
 
-/* Queue one data or ping frame within SBX_STREAM_BUFFER: ws_send_text and ws_ping. */
+/* Queue one data or ping frame within SBX_STREAM_BUFFER: ws_send_text, ws_send_binary, ws_ping. */
 static int ws_queue(struct ws_conn *c, uint8_t opcode, const void *payload, size_t len)
 {
         struct wslay_event_msg msg = { .opcode = opcode, .msg = payload, .msg_length = len };
         int r;
 
-        if (!c || c->gone || c->finished || c->close_requested || ws_closing(c))
+        if (!c || !ws_sendable(c))
                 return -EPIPE;
-        if (len > SBX_STREAM_BUFFER)
+        if (len > SBX_STREAM_BUFFER - WS_FRAME_COST)
                 return -EMSGSIZE;
-        if (ws_queued(c) + len + WS_FRAME_COST > SBX_STREAM_BUFFER)
+        if (ws_queued(c) + len + WS_FRAME_COST > SBX_STREAM_BUFFER) {
+                c->want_drain = true;
                 return -ENOBUFS;
+        }
         r = wslay_event_queue_msg(c->ctx, &msg);
         if (r == WSLAY_ERR_NOMEM)
                 return -ENOMEM;
@@ -591,9 +834,53 @@ int ws_send_text(struct ws_conn *c, const char *text, size_t len)
         return ws_queue(c, WSLAY_TEXT_FRAME, text, len);
 }
 
+int ws_send_binary(struct ws_conn *c, const void *data, size_t len)
+{
+        return ws_queue(c, WSLAY_BINARY_FRAME, data, len);
+}
+
 int ws_ping(struct ws_conn *c)
 {
         return ws_queue(c, WSLAY_PING, NULL, 0);
+}
+
+size_t ws_send_room(struct ws_conn *c)
+{
+        size_t q;
+
+        if (!c || !ws_sendable(c))
+                return 0;
+        q = ws_queued(c);
+        if (q > SBX_STREAM_BUFFER / 2)
+                c->want_drain = true;
+        return q + WS_FRAME_COST >= SBX_STREAM_BUFFER ? 0 : SBX_STREAM_BUFFER - WS_FRAME_COST - q;
+}
+
+void ws_on_drain(struct ws_conn *c, ws_drain_fn fn)
+{
+        if (c && !c->gone)
+                c->drain = fn;
+}
+
+void ws_on_message(struct ws_conn *c, size_t max_len, ws_message_fn fn)
+{
+        if (!c || c->gone)
+                return;
+        c->message = fn;
+        c->message_max = max_len < SBX_WS_MAX_MESSAGE ? max_len : SBX_WS_MAX_MESSAGE;
+        if (c->msg_open)
+                c->mode_pending = true;
+        else
+                ws_apply_mode(c);
+}
+
+void ws_pause_read(struct ws_conn *c, bool paused)
+{
+        if (!c || c->gone || c->read_paused == paused)
+                return;
+        c->read_paused = paused;
+        /* stop (or restart) watching for input; held messages and extra bytes follow on a kick */
+        ws_update(c);
 }
 
 void ws_close(struct ws_conn *c, uint16_t code, const char *reason)
@@ -601,6 +888,7 @@ void ws_close(struct ws_conn *c, uint16_t code, const char *reason)
         if (!c || c->gone || c->finished || c->close_requested)
                 return;
         c->close_requested = true;
+        ws_drop_held(c);
         /* the client closed, or broke the protocol: a close frame is on its way already */
         if (ws_closing(c))
                 return;

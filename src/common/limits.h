@@ -21,6 +21,7 @@
                                                     * every byte back to hash it) */
 #define SBX_MIN_FREE_BYTES (1ULL << 30)            /* an import stops before the templates disk has less free */
 #define SBX_MAX_PATH_PARAMS 4
+#define SBX_WS_MAX_MESSAGE (1024 * 1024)           /* one assembled WebSocket message from a client (1009 beyond) */
 
 /* Sandbox spec */
 #define SBX_MAX_NAME 128                           /* sandbox name, bytes */
@@ -50,6 +51,26 @@
 #define SBX_DEFAULT_EXEC_TIMEOUT_S 60
 #define SBX_MAX_EXEC_TIMEOUT_S (24 * 3600)
 #define SBX_MAX_EXECS_PER_SANDBOX 256              /* concurrent execs in flight per sandbox */
+
+/* Processes and their output streams (core/process.c, core/stream.c, docs/processes.md) */
+#define SBX_DEFAULT_STREAM_LOG (16ULL << 20)       /* bytes of output kept per stream (sbxd --stream-log) */
+#define SBX_MIN_STREAM_LOG (1ULL << 20)
+#define SBX_MAX_STREAM_LOG (4ULL << 30)
+#define SBX_STREAM_PUNCH (1ULL << 20)              /* the log's head is dropped in pieces of this size */
+#define SBX_MAX_PROCESSES 256                      /* processes running at once per sandbox */
+#define SBX_MAX_PROCESSES_KEPT 128                 /* finished processes (and their logs) kept per sandbox */
+#define SBX_MAX_PROCESS_ROWS (SBX_MAX_PROCESSES + SBX_MAX_PROCESSES_KEPT + 64)
+#define SBX_MAX_PROCESS_TIMEOUT_S (30 * 24 * 3600) /* timeout of one process (0 = none) */
+#define SBX_MAX_USER 64                            /* bytes of a user name (or numeric uid) to run as */
+#define SBX_MAX_PROCESS_TAG 128                    /* bytes of a process's tag */
+#define SBX_MAX_STDIN_QUEUE (1024 * 1024)          /* bytes of stdin waiting for the process to read */
+#define SBX_MAX_PTY_SIZE 10000                     /* columns or rows of a terminal */
+#define SBX_MAX_WAIT_S 3600                        /* one long-poll for a process's exit */
+
+/* Code runs in a context (core/code-demux.c, docs/internals/code.md) */
+#define SBX_MAX_CODE_RESULT (16 * 1024 * 1024)     /* bytes of one driver marker's JSON: a run's result with
+                                                    * `output` (a big repr) and the error's traceback; the
+                                                    * drivers cut their text to stay under 15 MiB */
 
 /* Daemon */
 #define SBX_MAX_SANDBOXES 10000                    /* live (not deleted) sandboxes per daemon */

@@ -361,13 +361,14 @@ void exec__on_ctl_message(struct sandbox *sb, struct init_client_msg *msg)
         case INIT_EXITED:
                 if (h && (h->phase == EXEC_RUNNING || h->phase == EXEC_SPAWNING))
                         on_exited(h, &msg->exited);
-                else if (!h) /* a process from before an sbxd restart: nobody waits for it */
+                else if (!h && !process__owns_seq(sb, msg->id)) /* an exec from before an sbxd restart */
                         (void)init_client_send_release(sb->ctl_fd, msg->id);
                 break;
         case INIT_LIST_REPLY:
                 /* after a restart: processes started by the previous sbxd have no client left */
                 for (uint32_t i = 0; i < msg->n_procs; i++)
-                        if (!find_exec(sb, msg->procs[i].id) && msg->procs[i].exited)
+                        if (!find_exec(sb, msg->procs[i].id) && msg->procs[i].exited &&
+                            !process__owns_seq(sb, msg->procs[i].id))
                                 (void)init_client_send_release(sb->ctl_fd, msg->procs[i].id);
                 if (msg->n_procs > 0)
                         for (uint32_t i = 0; i < msg->n_procs; i++)
@@ -400,22 +401,24 @@ void exec__fail_all(struct sandbox *sb, const char *why)
         }
 }
 
-static char **build_env(const struct sandbox *sb, const struct exec_spec *spec)
+char **exec__build_env(const struct sandbox *sb, const struct exec_spec *spec, const char *const *extra,
+                       size_t n_extra)
 {
         static const char *const defaults[] = {
                 "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                 "HOME=/root",
                 "LANG=C.UTF-8",
         };
-        size_t n = ELEMENTSOF(defaults) + sb->spec.n_env + spec->n_env, k = 0;
+        size_t n = ELEMENTSOF(defaults) + n_extra + sb->spec.n_env + spec->n_env, k = 0;
         char **env = calloc(n + 1, sizeof *env);
 
         if (!env)
                 return NULL;
         /* later entries override earlier ones with the same name */
-        const char *const *lists[3] = { defaults, (const char *const *)sb->spec.env, (const char *const *)spec->env };
-        size_t counts[3] = { ELEMENTSOF(defaults), sb->spec.n_env, spec->n_env };
-        for (int l = 0; l < 3; l++)
+        const char *const *lists[4] = { defaults, extra, (const char *const *)sb->spec.env,
+                                        (const char *const *)spec->env };
+        size_t counts[4] = { ELEMENTSOF(defaults), n_extra, sb->spec.n_env, spec->n_env };
+        for (int l = 0; l < 4; l++)
                 for (size_t i = 0; i < counts[l]; i++) {
                         const char *e = lists[l][i];
                         size_t klen = strcspn(e, "=");
@@ -452,7 +455,7 @@ int manager_exec(struct manager *m, const char *id, struct exec_spec *spec, cons
         h = calloc(1, sizeof *h);
         if (!h)
                 return -ENOMEM;
-        env = build_env(sb, spec);
+        env = exec__build_env(sb, spec, NULL, 0);
         if (!env) {
                 free(h);
                 return -ENOMEM;
@@ -469,7 +472,8 @@ int manager_exec(struct manager *m, const char *id, struct exec_spec *spec, cons
         }
         if (!spec->cwd_given && sb->spec.workdir[0])
                 snprintf(spec->cwd, sizeof spec->cwd, "%s", sb->spec.workdir);
-        r = init_client_send_spawn(sb->ctl_fd, h->seq, spec->argv, env, spec->cwd, cg_fd);
+        r = init_client_send_spawn(sb->ctl_fd, h->seq, spec->argv, env, spec->cwd,
+                                   &(struct init_spawn_opts){ .cgroup_fd = cg_fd });
         if (r < 0) {
                 if (h->group && sb->n_free_groups < EXEC_GROUP_POOL)
                         sb->free_groups[sb->n_free_groups++] = h->group;

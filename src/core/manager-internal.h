@@ -61,6 +61,10 @@ struct sandbox {
         uv_poll_t ctl_poll;
         bool ctl_poll_init;
 
+        struct process *procs;           /* process-store.c: running and recently ended, by seq */
+        unsigned n_procs, n_procs_running;
+        uint32_t init_version;           /* sbx-init's protocol version (HELLO), 0 until it answered */
+
         struct exec_handle *execs;       /* in flight */
         unsigned n_execs;
         uint64_t exec_seq;
@@ -105,6 +109,7 @@ struct manager {
         struct pool *pools;              /* one per template that was asked for */
         struct tbuild *builds;           /* build.c: running and recently finished template builds */
         bool freeing;                    /* manager_free() was called; free when cleanups end */
+        uint64_t stream_log_bytes;       /* output kept per process stream */
 };
 
 struct sandbox *manager__find(struct manager *m, const char *id);
@@ -180,4 +185,19 @@ void pool__free_all(struct manager *m);
 
 /* exec.c */
 void exec__on_ctl_message(struct sandbox *sb, struct init_client_msg *msg);
+/* The environment of a command: defaults, then extra, then the sandbox's env, then the spec's (later
+ * entries win). The strings are borrowed; free() only the array. NULL on ENOMEM. */
+char **exec__build_env(const struct sandbox *sb, const struct exec_spec *spec, const char *const *extra,
+                       size_t n_extra);
+
+/* process-store.c: processes (core/process.h) */
+struct process;
+/* sbx-init's message about a process: true if it was one (exec.c need not look). */
+bool process__on_ctl_message(struct sandbox *sb, struct init_client_msg *msg);
+bool process__owns_seq(struct sandbox *sb, uint64_t seq);
+/* The sandbox stopped (lost: its sbx-init went away instead; the processes' ends are unknown). */
+void process__sandbox_stopped(struct sandbox *sb, bool lost);
+void process__sandbox_remove(struct sandbox *sb);
+/* After an sbxd restart: the sandbox's processes from the store (before sbx-init's LIST). */
+void process__recover(struct sandbox *sb);
 void exec__fail_all(struct sandbox *sb, const char *why);

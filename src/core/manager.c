@@ -276,6 +276,7 @@ void sandbox__remove_keep_slot(struct sandbox *sb)
                 return;
         sb->closed = true;
         files__sandbox_remove(sb);
+        process__sandbox_remove(sb);
         sandbox_layers_release(sb);
         if (!sb->removed) {
                 for (; *pp; pp = &(*pp)->hnext)
@@ -403,9 +404,13 @@ static void on_ctl_readable(uv_poll_t *h, int status, int events)
                         sandbox__close_ctl(sb);
                         exec__fail_all(sb, r == -EBADMSG ? "sbx-init sent a malformed message"
                                                          : "the sandbox's init process went away");
+                        /* a stop or delete kills sbx-init first: that is no mystery */
+                        process__sandbox_stopped(sb, !sb->op || (sb->op->kind != OP_STOP &&
+                                                                 sb->op->kind != OP_DELETE));
                         break;
                 }
-                exec__on_ctl_message(sb, &msg);
+                if (!process__on_ctl_message(sb, &msg))
+                        exec__on_ctl_message(sb, &msg);
                 init_client_msg_release(&msg);
         }
         sandbox_unref(sb);
@@ -459,6 +464,9 @@ int sandbox__attach_running(struct sandbox *sb, int pidfd, struct sbx_err *err)
         sb->ctl_poll_init = true;
         sb->ctl_poll.data = sb;
         uv_poll_start(&sb->ctl_poll, UV_READABLE | UV_DISCONNECT, on_ctl_readable);
+        /* which protocol it speaks (terminals and users need version 2); 0 until it answers */
+        sb->init_version = 0;
+        (void)init_client_send_hello(sb->ctl_fd);
 
         sb->n_free_groups = 0; /* a fresh cgroup tree after every (re)start */
         if (cgroup_oom_kills(&m->cg, sb->rec.id, &sb->oom_seen) < 0)
@@ -555,6 +563,7 @@ void sandbox__teardown_sync(struct sandbox *sb)
         while (cgroup_populated(cg, sb->rec.id) && now_usec() < deadline)
                 usleep(TEARDOWN_POLL_MS * 1000);
         exec__fail_all(sb, "the sandbox stopped");
+        process__sandbox_stopped(sb, false);
         detach_running(sb);
         (void)cgroup_destroy(cg, sb->rec.id);
 }
@@ -736,6 +745,7 @@ static void after_stopped(struct op *op)
         struct sandbox *sb = op->sb;
 
         exec__fail_all(sb, "the sandbox stopped");
+        process__sandbox_stopped(sb, false);
         detach_running(sb);
         if (op->kind == OP_DELETE) {
                 sb->rec.deleted_ms = now_realtime_ms();
@@ -1294,6 +1304,7 @@ int manager_new(uv_loop_t *loop, struct store *store, struct template_store *tem
         snprintf(m->data_dir, sizeof m->data_dir, "%s", cfg->data_dir);
         snprintf(m->instance, sizeof m->instance, "%s", cfg->instance);
         m->pool_size = cfg->pool_size;
+        m->stream_log_bytes = cfg->stream_log ? cfg->stream_log : SBX_DEFAULT_STREAM_LOG;
         m->max_sandboxes = cfg->max_sandboxes && cfg->max_sandboxes < SBX_MAX_SANDBOXES ? cfg->max_sandboxes
                                                                                         : SBX_MAX_SANDBOXES;
         if ((size_t)snprintf(m->sandboxes_dir, sizeof m->sandboxes_dir, "%s/sandboxes", cfg->data_dir) >=

@@ -29,6 +29,7 @@ struct manager_config {
         const char *instance;       /* daemon instance id: names the cgroup parent */
         unsigned pool_size;         /* sandboxes kept ready per template in use (0 = no pool) */
         unsigned max_sandboxes;     /* live sandboxes at once (0 = SBX_MAX_SANDBOXES) */
+        uint64_t stream_log;        /* bytes of output kept per process stream (0 = SBX_DEFAULT_STREAM_LOG) */
 };
 
 int manager_new(uv_loop_t *loop, struct store *store, struct template_store *templates,

@@ -25,18 +25,18 @@ static void recover_running(struct sandbox *sb)
 
         r = sb->rec.init_pid > 0 ? proc_pidfd_verified((pid_t)sb->rec.init_pid, sb->rec.init_start_time, &pidfd)
                                  : -ESRCH;
-        if (r < 0) {
-                sandbox__teardown_sync(sb);
-                sandbox__set_state(sb, SANDBOX_STOPPED, "the sandbox's processes exited while sbxd was down");
-                return;
-        }
-        r = sandbox__attach_running(sb, pidfd, &err);
+        if (r >= 0)
+                r = sandbox__attach_running(sb, pidfd, &err);
+        else
+                snprintf(err.msg, sizeof err.msg, "the sandbox's processes exited while sbxd was down");
         if (r < 0) {
                 sandbox__teardown_sync(sb);
                 sandbox__set_state(sb, SANDBOX_STOPPED, err.msg);
+                process__recover(sb); /* what ran in it ended with it */
                 return;
         }
-        /* learn about processes the previous sbxd started (their clients are gone) */
+        /* its processes: adopted once sbx-init lists what still runs (and what exited meanwhile) */
+        process__recover(sb);
         (void)init_client_send_list(sb->ctl_fd);
 }
 
@@ -45,7 +45,7 @@ static void recover_one(struct sandbox *sb)
         switch (sb->rec.state) {
         case SANDBOX_RUNNING:
                 recover_running(sb);
-                break;
+                return;
         case SANDBOX_CREATING:
                 sandbox__teardown_sync(sb);
                 (void)sandbox_dirs_remove(sb->dir);
@@ -62,6 +62,7 @@ static void recover_one(struct sandbox *sb)
                 (void)cgroup_destroy(&sb->m->cg, sb->rec.id);
                 break;
         }
+        process__recover(sb);
 }
 
 /* Sandbox dirs whose record is gone or deleted: a crash during create or delete. */

@@ -19,6 +19,7 @@ enum {
         OPT_INIT,
         OPT_DEFAULT_TEMPLATE,
         OPT_POOL_SIZE,
+        OPT_STREAM_LOG,
 };
 
 static const struct option options[] = {
@@ -31,6 +32,7 @@ static const struct option options[] = {
         { "init", required_argument, NULL, OPT_INIT },
         { "default-template", required_argument, NULL, OPT_DEFAULT_TEMPLATE },
         { "pool-size", required_argument, NULL, OPT_POOL_SIZE },
+        { "stream-log", required_argument, NULL, OPT_STREAM_LOG },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         {},
@@ -47,6 +49,7 @@ void daemon_config_usage(const char *prog)
                "  --api-key KEY            bearer token (default: generated once into DATA/api-key)\n"
                "  --default-template NAME  template built at start if missing (default base; '' none)\n"
                "  --pool-size N            sandboxes kept ready per template in use (default 2, max 16; 0 off)\n"
+"  --stream-log SIZE        output kept per process stream, e.g. 16M (default; 1M to 4G)\n"
                "  --init PATH              the sbx-init binary (default: beside sbxd)\n"
                "  --log-level LEVEL        error, warn, info or debug (default info)\n"
                "  -h, --help               this text\n"
@@ -63,6 +66,7 @@ int daemon_config_parse(struct daemon_config *c, int argc, char **argv, struct s
                 .data_dir = "/var/lib/sbx",
                 .default_template = "base",
                 .pool_size = SBX_DEFAULT_POOL_SIZE,
+                .stream_log = SBX_DEFAULT_STREAM_LOG,
                 .log_level = LOG_LEVEL_INFO,
         };
         optind = 1;
@@ -105,6 +109,22 @@ int daemon_config_parse(struct daemon_config *c, int argc, char **argv, struct s
                                 return sbx_err_set(err, -SBX_E_INVALID, "'--pool-size' must be 0 to %d, not '%.32s'",
                                                    SBX_MAX_POOL_SIZE, optarg);
                         c->pool_size = (unsigned)n;
+                        break;
+                }
+                case OPT_STREAM_LOG: {
+                        uint64_t n, unit = 1;
+                        size_t digits = strspn(optarg, "0123456789");
+                        const char *suffix = optarg + digits;
+                        if (suffix[0] && !suffix[1])
+                                unit = strchr("Kk", suffix[0]) ? 1ULL << 10
+                                       : strchr("Mm", suffix[0]) ? 1ULL << 20
+                                       : strchr("Gg", suffix[0]) ? 1ULL << 30
+                                                                 : 0;
+                        if (digits == 0 || unit == 0 || strlen(suffix) > 1 || parse_u64_prefix(optarg, &n) < 0 ||
+                            n > SBX_MAX_STREAM_LOG / unit || n * unit < SBX_MIN_STREAM_LOG)
+                                return sbx_err_set(err, -SBX_E_INVALID,
+                                                   "'--stream-log' must be a size from 1M to 4G, not '%.32s'", optarg);
+                        c->stream_log = n * unit;
                         break;
                 }
                 case OPT_DEFAULT_TEMPLATE:

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "common/err.h"
 #include "common/log.h"
@@ -15,6 +16,7 @@ struct daemon_config {
         const char *api_key;        /* default: <data>/api-key, generated once */
         const char *init_path;      /* default: sbx-init beside the sbxd binary */
         const char *default_template; /* built at start if missing; "" = none. default "base" */
+        uint64_t stream_log;        /* bytes of output kept per process stream */
         unsigned pool_size;         /* sandboxes kept ready per template in use; default 2 */
         enum log_level log_level;
         bool help, version;

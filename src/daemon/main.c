@@ -235,6 +235,7 @@ static int run(struct daemon *d, struct sbx_err *err)
                 .init_path = d->init_path,
                 .instance = d->instance,
                 .pool_size = d->cfg.pool_size,
+                .stream_log = d->cfg.stream_log,
         };
         r = manager_new(d->loop, &d->store, d->templates, &mc, &d->manager, err);
         if (r < 0)

@@ -29,6 +29,8 @@ struct init_spawn_req {
         uint32_t flags;     /* enum init_spawn_flags */
         uint32_t argc;      /* 1..SBX_MAX_ARGV */
         uint32_t envc;      /* 0..SBX_INIT_MAX_ENVC */
+        uint32_t uid, gid;  /* with INIT_SPAWN_USER: 0..SBX_INIT_MAX_ID; else 0 */
+        uint16_t cols, rows; /* with INIT_SPAWN_PTY: 1..SBX_MAX_PTY_SIZE (0 became 80x24); else 0 */
         char **argv;        /* SBX_MAX_ARGV + 1 slots; NULL-terminated on success */
         char **envp;        /* SBX_INIT_MAX_ENVC + 1 slots; NULL-terminated on success */
         const char *cwd;    /* absolute, <= SBX_MAX_CWD bytes */
@@ -43,13 +45,15 @@ int init_req_check(const struct init_msg *h, size_t n, unsigned n_fds);
 
 /*
  * Parse the INIT_SPAWN payload p[0..len) (which arrived with n_fds descriptors) into *req, whose
- * argv/envp must point to storage of the documented sizes. Every string must end with a NUL
- * inside the payload, counts and total sizes stay within limits.h, nothing may follow cwd. Pure;
- * on failure *req is left partly written. Returns 0 or -EBADMSG.
+ * argv/envp must point to storage of the documented sizes. Flags known and consistent (PTY not
+ * with KEEP_STDIN), the extension present exactly with PTY or USER and within its bounds, every
+ * string ending with a NUL inside the payload, counts and total sizes within limits.h, nothing
+ * after cwd. Pure; on failure *req is left partly written. Returns 0 or -EBADMSG.
  */
 int init_spawn_req_parse(char *p, size_t len, unsigned n_fds, struct init_spawn_req *req);
 
-/* Outcome of one spawn. */
+/* Outcome of one spawn. On success either the three pipe ends or the pty master are set, the
+ * others are -EBADF. */
 struct init_spawn_result {
         pid_t pid;          /* > 0 on success */
         int error;          /* 0 or a positive errno */
@@ -57,6 +61,7 @@ struct init_spawn_result {
         int stdin_w;        /* owned, on success: write end of the child's stdin */
         int stdout_r;       /* owned, on success: read end of the child's stdout */
         int stderr_r;       /* owned, on success: read end of the child's stderr */
+        int pty_master;     /* owned, on success with INIT_SPAWN_PTY: the terminal's master, O_RDWR */
 };
 
 /* What every spawn needs, set up once at start. */
@@ -66,11 +71,12 @@ struct init_spawn_ctx {
 };
 
 /*
- * Start req as a new session leader with fresh pipes for stdio, in the cgroup cgroup_fd (or
- * sbx-init's own with -1), with ctx->filter stacked on top of sbx-init's own seccomp filter and
- * ctx->nofile as its RLIMIT_NOFILE. Blocks until the child has exec'd or failed (its error pipe
- * reaches EOF); a child that failed before execve is reaped here. Runs in sbx-init; cgroup_fd is
- * borrowed. Always fills *ret.
+ * Start req as a new session leader with fresh pipes for stdio (or, with INIT_SPAWN_PTY, a new
+ * terminal from /dev/ptmx as its controlling tty and 0/1/2), in the cgroup cgroup_fd (or
+ * sbx-init's own with -1), as req->uid/gid with INIT_SPAWN_USER, with ctx->filter stacked on top
+ * of sbx-init's own seccomp filter and ctx->nofile as its RLIMIT_NOFILE. Blocks until the child
+ * has exec'd or failed (its error pipe reaches EOF); a child that failed before execve is reaped
+ * here. Runs in sbx-init; cgroup_fd is borrowed. Always fills *ret.
  */
 void init_spawn(const struct init_spawn_req *req, int cgroup_fd, const struct init_spawn_ctx *ctx,
                 struct init_spawn_result *ret);

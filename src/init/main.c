@@ -2,11 +2,11 @@
 /*
  * sbx-init: PID 1 inside every sandbox (docs/internals/init.md). It reaps every process that
  * ends up as its child, and serves sbxd's requests on an abstract SOCK_SEQPACKET socket in the
- * sandbox's netns: spawn a process (spawn.c), signal it, list them, hand out and forget their
- * stdio fds. Root in the sandbox controls it, so it holds nothing that matters outside: no host
- * fds but what sbxd passes in for one request, its own stdio pipes and its sockets. It must never
- * exit on bad input: a malformed packet costs only that connection, and once serving, sbx-init
- * runs until sbxd stops the sandbox.
+ * sandbox's netns: spawn a process (spawn.c), signal it, list them, hand out and forget the
+ * stdio fds (pipes or a terminal) it keeps for them. Root in the sandbox controls it, so it
+ * holds nothing that matters outside: no host fds but what sbxd passes in for one request, its
+ * own stdio pipes and its sockets. It must never exit on bad input: a malformed packet costs
+ * only that connection, and once serving, sbx-init runs until sbxd stops the sandbox.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -54,9 +54,14 @@ struct init_proc {
         uint64_t id;     /* sbxd's id, unique among used entries */
         pid_t pid;
         int status;      /* raw wait status */
+        int in_fd;       /* owned: the kept stdin write end (INIT_SPAWN_KEEP_STDIN), or -EBADF */
         int out_fd;      /* owned: sbx-init's copy of the stdout read end, or -EBADF */
         int err_fd;      /* owned: same for stderr */
+        int pty_fd;      /* owned: sbx-init's copy of the terminal's master (INIT_SPAWN_PTY), or -EBADF */
+        bool pty;        /* spawned with a terminal: pty_fd instead of the pipes */
 };
+
+#define PROC_EMPTY ((struct init_proc){ .in_fd = -EBADF, .out_fd = -EBADF, .err_fd = -EBADF, .pty_fd = -EBADF })
 
 struct init_server {
         int epfd;                                   /* owned */
@@ -111,14 +116,16 @@ static struct init_proc *proc_unused(struct init_server *s)
 
 static void proc_close_fds(struct init_proc *p)
 {
+        p->in_fd = safe_close(p->in_fd);
         p->out_fd = safe_close(p->out_fd);
         p->err_fd = safe_close(p->err_fd);
+        p->pty_fd = safe_close(p->pty_fd);
 }
 
 static void proc_free(struct init_proc *p)
 {
         proc_close_fds(p);
-        *p = (struct init_proc){ .out_fd = -EBADF, .err_fd = -EBADF };
+        *p = PROC_EMPTY;
 }
 
 /* ---- connections ---- */
@@ -177,7 +184,10 @@ static void send_spawned(struct init_server *s, unsigned i, uint64_t id, const s
 {
         struct init_spawned sp = { .pid = res->pid, .error = res->error, .step = res->step };
 
-        if (res->error == 0) {
+        if (res->error == 0 && res->pty_master >= 0) {
+                sp.flags = INIT_SPAWNED_PTY;
+                (void)conn_send(s, i, INIT_SPAWNED, id, &sp, sizeof sp, &res->pty_master, 1);
+        } else if (res->error == 0) {
                 int fds[3] = { res->stdin_w, res->stdout_r, res->stderr_r };
                 (void)conn_send(s, i, INIT_SPAWNED, id, &sp, sizeof sp, fds, 3);
         } else {
@@ -222,16 +232,22 @@ static void handle_spawn(struct init_server *s, unsigned i, const struct init_ms
                 return;
         }
 
-        *p = (struct init_proc){
-                .used = true,
-                .id = h->id,
-                .pid = res.pid,
-                .out_fd = res.stdout_r,
-                .err_fd = res.stderr_r,
-        };
+        *p = PROC_EMPTY;
+        p->used = true;
+        p->id = h->id;
+        p->pid = res.pid;
+        p->pty = res.pty_master >= 0;
+        p->out_fd = res.stdout_r;
+        p->err_fd = res.stderr_r;
+        /* the master, like the read ends, stays open here so output waits while sbxd is away */
+        p->pty_fd = res.pty_master;
         send_spawned(s, i, h->id, &res);
-        /* stdin is sbxd's alone: when it closes its end, the child sees EOF */
-        (void)safe_close(res.stdin_w);
+        /* stdin is sbxd's alone unless asked to keep it: when sbxd closes its end, the child sees
+         * EOF. A kept copy holds that off until CLOSE_STDIN or RELEASE. */
+        if (req.flags & INIT_SPAWN_KEEP_STDIN)
+                p->in_fd = res.stdin_w;
+        else
+                (void)safe_close(res.stdin_w);
 }
 
 static void handle_signal(struct init_server *s, unsigned i, const struct init_msg *h)
@@ -266,21 +282,48 @@ static void handle_release(struct init_server *s, const struct init_msg *h)
         p->released = true;
 }
 
+/* New references to what is kept for the process, in enum init_fd_mask order. */
 static void handle_get_fds(struct init_server *s, unsigned i, const struct init_msg *h)
+{
+        struct init_fds res = { 0 };
+        struct init_proc *p = proc_by_id(s, h->id);
+        int fds[3];
+        unsigned n = 0;
+
+        if (!p)
+                res.error = ESRCH;
+        else if (p->pty ? p->pty_fd < 0 : (p->out_fd < 0 || p->err_fd < 0))
+                res.error = EBADF; /* released */
+        if (res.error != 0) {
+                (void)conn_send(s, i, INIT_FDS, h->id, &res, sizeof res, NULL, 0);
+                return;
+        }
+        if (p->pty) {
+                res.mask = INIT_FD_PTY;
+                fds[n++] = p->pty_fd;
+        } else {
+                if (p->in_fd >= 0) {
+                        res.mask |= INIT_FD_STDIN;
+                        fds[n++] = p->in_fd;
+                }
+                res.mask |= INIT_FD_STDOUT | INIT_FD_STDERR;
+                fds[n++] = p->out_fd;
+                fds[n++] = p->err_fd;
+        }
+        (void)conn_send(s, i, INIT_FDS, h->id, &res, sizeof res, fds, n);
+}
+
+/* Let go of the kept stdin: once sbxd's copies are closed too, the child reads EOF. */
+static void handle_close_stdin(struct init_server *s, unsigned i, const struct init_msg *h)
 {
         struct init_result res = { 0 };
         struct init_proc *p = proc_by_id(s, h->id);
 
         if (!p)
                 res.error = ESRCH;
-        else if (p->out_fd < 0 || p->err_fd < 0)
-                res.error = EBADF;
-        if (res.error != 0) {
-                (void)conn_send(s, i, INIT_FDS, h->id, &res, sizeof res, NULL, 0);
-                return;
-        }
-        int fds[2] = { p->out_fd, p->err_fd };
-        (void)conn_send(s, i, INIT_FDS, h->id, &res, sizeof res, fds, 2);
+        else
+                p->in_fd = safe_close(p->in_fd); /* nothing kept (any more) is fine too */
+        (void)conn_send(s, i, INIT_RESULT, h->id, &res, sizeof res, NULL, 0);
 }
 
 static void handle_list(struct init_server *s, unsigned i, const struct init_msg *h)
@@ -368,6 +411,9 @@ static void conn_read(struct init_server *s, unsigned i)
                 break;
         case INIT_GET_FDS:
                 handle_get_fds(s, i, &h);
+                break;
+        case INIT_CLOSE_STDIN:
+                handle_close_stdin(s, i, &h);
                 break;
         }
         close_fds(fds, n_fds); /* the cgroup fd is needed for one clone only */
@@ -580,7 +626,7 @@ static void setup(struct init_server *s)
         for (size_t i = 0; i < ELEMENTSOF(s->conns); i++)
                 s->conns[i].fd = -EBADF;
         for (size_t i = 0; i < ELEMENTSOF(s->procs); i++)
-                s->procs[i] = (struct init_proc){ .out_fd = -EBADF, .err_fd = -EBADF };
+                s->procs[i] = PROC_EMPTY;
 
         if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
                 die(INIT_EXIT_SETUP);
@@ -593,7 +639,7 @@ static void setup(struct init_server *s)
         setup_fds();
         ready_fd = take_ready_fd();
 
-        /* two kept fds per tracked process: raise the soft limit, give children the old one */
+        /* up to three kept fds per tracked process: raise the soft limit, give children the old one */
         if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
                 die(INIT_EXIT_SETUP);
         s->spawn_ctx.nofile = rl;

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * sbx-init's fork+exec of one requested process (init-internal.h). The parent half makes the
- * pipes, clones, and waits on a CLOEXEC error pipe until the child has exec'd; the child half
+ * pipes (or the terminal), clones, and waits on a CLOEXEC error pipe until the child has exec'd; the child half
  * is the only code in sbx-init that runs between clone and execve, and it may only use
  * async-signal-safe calls: it reports (step, errno) on the error pipe and _exit()s on failure.
  */
@@ -13,6 +13,7 @@
 #include <linux/sched.h> /* struct clone_args, CLONE_INTO_CGROUP */
 #include <signal.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,24 +28,28 @@ struct child_report {
         int32_t error; /* positive errno */
 };
 
-/* The pipes of one spawn; the _child ends go to the child's 0/1/2. */
-struct spawn_pipes {
+/* The fds of one spawn: three pipes or a terminal, and the error pipe. The _child ends (or the
+ * terminal's slave) go to the child's 0/1/2; -EBADF where unused. */
+struct spawn_fds {
         int in_child, in_parent;   /* stdin: child reads, sbxd writes */
         int out_parent, out_child; /* stdout */
         int err_parent, err_child; /* stderr */
+        int pty_master, pty_slave; /* INIT_SPAWN_PTY */
         int report_r, report_w;    /* error pipe */
 };
 
-static void spawn_pipes_close(struct spawn_pipes *sp)
+static void spawn_fds_close(struct spawn_fds *sf)
 {
-        sp->in_child = safe_close(sp->in_child);
-        sp->in_parent = safe_close(sp->in_parent);
-        sp->out_parent = safe_close(sp->out_parent);
-        sp->out_child = safe_close(sp->out_child);
-        sp->err_parent = safe_close(sp->err_parent);
-        sp->err_child = safe_close(sp->err_child);
-        sp->report_r = safe_close(sp->report_r);
-        sp->report_w = safe_close(sp->report_w);
+        sf->in_child = safe_close(sf->in_child);
+        sf->in_parent = safe_close(sf->in_parent);
+        sf->out_parent = safe_close(sf->out_parent);
+        sf->out_child = safe_close(sf->out_child);
+        sf->err_parent = safe_close(sf->err_parent);
+        sf->err_child = safe_close(sf->err_child);
+        sf->pty_master = safe_close(sf->pty_master);
+        sf->pty_slave = safe_close(sf->pty_slave);
+        sf->report_r = safe_close(sf->report_r);
+        sf->report_w = safe_close(sf->report_w);
 }
 
 static int pipe_pair(int *r, int *w)
@@ -58,20 +63,53 @@ static int pipe_pair(int *r, int *w)
         return 0;
 }
 
-static int spawn_pipes_open(struct spawn_pipes *sp)
+/*
+ * A new terminal of cols x rows from the sandbox's own devpts (/dev/ptmx leads there). The slave
+ * comes from TIOCGPTPEER, not from a path under /dev/pts that sandbox code could swap. Neither
+ * end becomes sbx-init's controlling tty (O_NOCTTY).
+ */
+static int pty_open(uint16_t cols, uint16_t rows, int *ret_master, int *ret_slave)
+{
+        struct winsize ws = { .ws_row = rows, .ws_col = cols };
+        int master, slave, unlock = 0;
+
+        master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (master < 0)
+                return -errno;
+        if (ioctl(master, TIOCSPTLCK, &unlock) < 0 || ioctl(master, TIOCSWINSZ, &ws) < 0) {
+                int r = -errno;
+                (void)safe_close(master);
+                return r;
+        }
+        slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (slave < 0) {
+                int r = -errno;
+                (void)safe_close(master);
+                return r;
+        }
+        *ret_master = master;
+        *ret_slave = slave;
+        return 0;
+}
+
+static int spawn_fds_open(const struct init_spawn_req *req, struct spawn_fds *sf)
 {
         int r;
 
-        *sp = (struct spawn_pipes){ -EBADF, -EBADF, -EBADF, -EBADF, -EBADF, -EBADF, -EBADF, -EBADF };
-        r = pipe_pair(&sp->in_child, &sp->in_parent);
+        *sf = (struct spawn_fds){ -EBADF, -EBADF, -EBADF, -EBADF, -EBADF, -EBADF, -EBADF, -EBADF, -EBADF, -EBADF };
+        if (req->flags & INIT_SPAWN_PTY) {
+                r = pty_open(req->cols, req->rows, &sf->pty_master, &sf->pty_slave);
+        } else {
+                r = pipe_pair(&sf->in_child, &sf->in_parent);
+                if (r >= 0)
+                        r = pipe_pair(&sf->out_parent, &sf->out_child);
+                if (r >= 0)
+                        r = pipe_pair(&sf->err_parent, &sf->err_child);
+        }
         if (r >= 0)
-                r = pipe_pair(&sp->out_parent, &sp->out_child);
-        if (r >= 0)
-                r = pipe_pair(&sp->err_parent, &sp->err_child);
-        if (r >= 0)
-                r = pipe_pair(&sp->report_r, &sp->report_w);
+                r = pipe_pair(&sf->report_r, &sf->report_w);
         if (r < 0)
-                spawn_pipes_close(sp);
+                spawn_fds_close(sf);
         return r;
 }
 
@@ -157,43 +195,81 @@ static int child_exec(char *const argv[], char *const envp[])
         return eacces ? EACCES : ENOENT;
 }
 
-static _Noreturn void spawn_child(const struct init_spawn_req *req, const struct spawn_pipes *sp,
+/* 0/1/2 of the child: its pipe ends, or the terminal's slave as its controlling tty. The child
+ * is a session leader already. */
+static void child_stdio(const struct init_spawn_req *req, const struct spawn_fds *sf)
+{
+        /* sbx-init keeps fds 0..2 open (/dev/null), so these fds are >= 3 and dup2 never hits one
+         * of its own sources; dup2 clears O_CLOEXEC on the copies */
+        if (!(req->flags & INIT_SPAWN_PTY)) {
+                if (dup2(sf->in_child, STDIN_FILENO) < 0 || dup2(sf->out_child, STDOUT_FILENO) < 0 ||
+                    dup2(sf->err_child, STDERR_FILENO) < 0)
+                        child_fail(sf->report_w, INIT_STEP_SETUP, errno);
+                return;
+        }
+        /* the user gets its own terminal, as login does: tty(1), re-opening /dev/tty and
+         * /dev/pts/N work for it; root stays the owner otherwise */
+        if ((req->flags & INIT_SPAWN_USER) && fchown(sf->pty_slave, req->uid, req->gid) < 0)
+                child_fail(sf->report_w, INIT_STEP_SETUP, errno);
+        if (dup2(sf->pty_slave, STDIN_FILENO) < 0 || dup2(sf->pty_slave, STDOUT_FILENO) < 0 ||
+            dup2(sf->pty_slave, STDERR_FILENO) < 0)
+                child_fail(sf->report_w, INIT_STEP_SETUP, errno);
+        if (ioctl(STDIN_FILENO, TIOCSCTTY, 0) < 0)
+                child_fail(sf->report_w, INIT_STEP_SETUP, errno);
+}
+
+/*
+ * Drop root for req->uid/gid: supplementary groups first (that needs CAP_SETGID), then the gid,
+ * then the uid, which also clears every capability. Raw syscalls: glibc's wrappers go through
+ * its all-threads setxid machinery, whose bookkeeping a raw clone3 child must not rely on.
+ */
+static void child_user(const struct init_spawn_req *req, int report_fd)
+{
+        gid_t groups[1] = { req->gid };
+
+        if (syscall(SYS_setgroups, 1, groups) < 0 || syscall(SYS_setresgid, req->gid, req->gid, req->gid) < 0 ||
+            syscall(SYS_setresuid, req->uid, req->uid, req->uid) < 0)
+                child_fail(report_fd, INIT_STEP_SETUP, errno);
+}
+
+static _Noreturn void spawn_child(const struct init_spawn_req *req, const struct spawn_fds *sf,
                                   const struct init_spawn_ctx *ctx)
 {
         struct sigaction dfl = { .sa_handler = SIG_DFL };
         sigset_t none;
         int r;
 
-        /* its own session and process group, so SIGNAL can reach everything it starts */
+        /* its own session and process group, so SIGNAL can reach everything it starts (and a
+         * terminal can become its controlling tty) */
         if (setsid() < 0)
-                child_fail(sp->report_w, INIT_STEP_SETUP, errno);
-
-        /* sbx-init keeps fds 0..2 open (/dev/null), so pipe fds are >= 3 and dup2 never hits one of
-         * its own sources; dup2 clears O_CLOEXEC on the copies */
-        if (dup2(sp->in_child, STDIN_FILENO) < 0 || dup2(sp->out_child, STDOUT_FILENO) < 0 ||
-            dup2(sp->err_child, STDERR_FILENO) < 0)
-                child_fail(sp->report_w, INIT_STEP_SETUP, errno);
+                child_fail(sf->report_w, INIT_STEP_SETUP, errno);
+        child_stdio(req, sf);
 
         /* sbx-init changed only SIGPIPE (ignored) and the mask (SIGCHLD blocked); handlers do
          * not survive execve, ignored signals and the mask would */
         (void)sigaction(SIGPIPE, &dfl, NULL);
         sigemptyset(&none);
         if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
-                child_fail(sp->report_w, INIT_STEP_SETUP, errno);
-        /* sbx-init raised its own soft limit to hold two fds per process; select() users expect
-         * the usual one */
+                child_fail(sf->report_w, INIT_STEP_SETUP, errno);
+        /* sbx-init raised its own soft limit to hold its kept fds; select() users expect the
+         * usual one */
         if (setrlimit(RLIMIT_NOFILE, &ctx->nofile) < 0)
-                child_fail(sp->report_w, INIT_STEP_SETUP, errno);
+                child_fail(sf->report_w, INIT_STEP_SETUP, errno);
+
+        /* after everything that needs root; before chdir, so the directory is checked with the
+         * user's permissions */
+        if (req->flags & INIT_SPAWN_USER)
+                child_user(req, sf->report_w);
 
         if (chdir(req->cwd) < 0)
-                child_fail(sp->report_w, INIT_STEP_CWD, errno);
+                child_fail(sf->report_w, INIT_STEP_CWD, errno);
 
         /* last step before execve, so the filter constrains only the requested program */
         r = seccomp_bpf_load(&ctx->filter);
         if (r < 0)
-                child_fail(sp->report_w, INIT_STEP_SETUP, -r);
+                child_fail(sf->report_w, INIT_STEP_SETUP, -r);
 
-        child_fail(sp->report_w, INIT_STEP_EXEC, child_exec(req->argv, req->envp));
+        child_fail(sf->report_w, INIT_STEP_EXEC, child_exec(req->argv, req->envp));
 }
 
 /* ---- parent side ---- */
@@ -223,15 +299,17 @@ static void fail(struct init_spawn_result *ret, enum init_spawn_step step, int e
 void init_spawn(const struct init_spawn_req *req, int cgroup_fd, const struct init_spawn_ctx *ctx,
                 struct init_spawn_result *ret)
 {
-        struct spawn_pipes sp;
+        struct spawn_fds sf;
         struct child_report rep;
         size_t got = 0;
         pid_t pid;
         int r;
 
-        *ret = (struct init_spawn_result){ .stdin_w = -EBADF, .stdout_r = -EBADF, .stderr_r = -EBADF };
+        *ret = (struct init_spawn_result){
+                .stdin_w = -EBADF, .stdout_r = -EBADF, .stderr_r = -EBADF, .pty_master = -EBADF,
+        };
 
-        r = spawn_pipes_open(&sp);
+        r = spawn_fds_open(req, &sf);
         if (r < 0) {
                 fail(ret, INIT_STEP_FORK, -r);
                 return;
@@ -240,22 +318,23 @@ void init_spawn(const struct init_spawn_req *req, int cgroup_fd, const struct in
         pid = clone_child(cgroup_fd);
         if (pid < 0) {
                 fail(ret, INIT_STEP_FORK, errno);
-                spawn_pipes_close(&sp);
+                spawn_fds_close(&sf);
                 return;
         }
         if (pid == 0)
-                spawn_child(req, &sp, ctx);
+                spawn_child(req, &sf, ctx);
 
         /* the child's ends live on in the child only; the write end of the error pipe must go
          * before the read below or EOF never comes */
-        sp.in_child = safe_close(sp.in_child);
-        sp.out_child = safe_close(sp.out_child);
-        sp.err_child = safe_close(sp.err_child);
-        sp.report_w = safe_close(sp.report_w);
+        sf.in_child = safe_close(sf.in_child);
+        sf.out_child = safe_close(sf.out_child);
+        sf.err_child = safe_close(sf.err_child);
+        sf.pty_slave = safe_close(sf.pty_slave);
+        sf.report_w = safe_close(sf.report_w);
 
         /* sync: EOF = execve succeeded (CLOEXEC closed the write end); a full report = failure */
         while (got < sizeof rep) {
-                ssize_t n = read(sp.report_r, (char *)&rep + got, sizeof rep - got);
+                ssize_t n = read(sf.report_r, (char *)&rep + got, sizeof rep - got);
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n <= 0)
@@ -270,13 +349,14 @@ void init_spawn(const struct init_spawn_req *req, int cgroup_fd, const struct in
                 while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
                         ;
                 fail(ret, (enum init_spawn_step)rep.step, rep.error);
-                spawn_pipes_close(&sp);
+                spawn_fds_close(&sf);
                 return;
         }
 
         ret->pid = pid;
-        ret->stdin_w = TAKE_FD(sp.in_parent);
-        ret->stdout_r = TAKE_FD(sp.out_parent);
-        ret->stderr_r = TAKE_FD(sp.err_parent);
-        spawn_pipes_close(&sp);
+        ret->stdin_w = TAKE_FD(sf.in_parent);
+        ret->stdout_r = TAKE_FD(sf.out_parent);
+        ret->stderr_r = TAKE_FD(sf.err_parent);
+        ret->pty_master = TAKE_FD(sf.pty_master);
+        spawn_fds_close(&sf);
 }

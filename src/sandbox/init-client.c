@@ -15,8 +15,10 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,12 +27,15 @@
 #include "common/limits.h"
 #include "common/util.h"
 
-static_assert(sizeof(struct init_msg) + sizeof(struct init_spawn) + SBX_MAX_ARG_BYTES + SBX_MAX_CWD + 1 <=
+static_assert(sizeof(struct init_msg) + sizeof(struct init_spawn) + sizeof(struct init_spawn_ext) +
+                              SBX_MAX_ARG_BYTES + SBX_MAX_CWD + 1 <=
                       SBX_INIT_MAX_MSG,
               "the largest valid INIT_SPAWN must fit in one packet");
 static_assert(SBX_INIT_MAX_REPLY <= SBX_INIT_MAX_MSG, "the largest reply must fit in one packet");
 
 #define ERRNO_MAX 4095 /* larger "errno" values from sbx-init are lies */
+#define PTMX_MAJOR 5   /* TTYAUX_MAJOR: /dev/ptmx is 5:2, and so is every master opened from it */
+#define PTMX_MINOR 2
 
 void init_client_msg_init(struct init_client_msg *m)
 {
@@ -147,6 +152,16 @@ int init_client_send_get_fds(int fd, uint64_t id)
         return send_simple(fd, INIT_GET_FDS, id, NULL, 0);
 }
 
+int init_client_send_close_stdin(int fd, uint64_t id)
+{
+        return send_simple(fd, INIT_CLOSE_STDIN, id, NULL, 0);
+}
+
+uint32_t init_client_spawn_version(uint32_t flags)
+{
+        return flags & (INIT_SPAWN_PTY | INIT_SPAWN_USER | INIT_SPAWN_KEEP_STDIN) ? 2 : 1;
+}
+
 int init_client_send_signal(int fd, uint64_t id, int signo)
 {
         struct init_signal s = { .signo = signo };
@@ -175,15 +190,45 @@ static int strv_measure(char *const v[], size_t max_n, size_t *bytes, size_t *re
         return 0;
 }
 
-int init_client_build_spawn(uint64_t id, char *const argv[], char *const envp[], const char *cwd, uint32_t flags,
-                            void **ret_buf, size_t *ret_len)
+/* The extension's fields for these flags, or -EINVAL where they leave the protocol's bounds. */
+static int spawn_ext(uint32_t flags, const struct init_spawn_opts *o, struct init_spawn_ext *ret)
 {
-        size_t argc = 0, envc = 0, bytes = 0, cwd_len, total;
+        if ((flags & ~(uint32_t)INIT_SPAWN_FLAGS_ALL) ||
+            ((flags & INIT_SPAWN_PTY) && (flags & INIT_SPAWN_KEEP_STDIN)))
+                return -EINVAL;
+        *ret = (struct init_spawn_ext){ 0 };
+        if (flags & INIT_SPAWN_USER) {
+                if (o->uid > SBX_INIT_MAX_ID || o->gid > SBX_INIT_MAX_ID)
+                        return -EINVAL;
+                ret->uid = o->uid;
+                ret->gid = o->gid;
+        }
+        if (flags & INIT_SPAWN_PTY) {
+                if (o->cols > SBX_MAX_PTY_SIZE || o->rows > SBX_MAX_PTY_SIZE)
+                        return -EINVAL;
+                ret->cols = o->cols;
+                ret->rows = o->rows;
+        }
+        return 0;
+}
+
+int init_client_build_spawn(uint64_t id, char *const argv[], char *const envp[], const char *cwd,
+                            const struct init_spawn_opts *opts, void **ret_buf, size_t *ret_len)
+{
+        static const struct init_spawn_opts none = { .cgroup_fd = -1 };
+        size_t argc = 0, envc = 0, bytes = 0, cwd_len, ext_len, total;
+        struct init_spawn_ext ext;
+        uint32_t flags;
         char *buf, *p;
         int r;
 
-        if (flags & ~(uint32_t)INIT_SPAWN_INTO_CGROUP)
-                return -EINVAL;
+        if (!opts)
+                opts = &none;
+        flags = opts->flags;
+        r = spawn_ext(flags, opts, &ext);
+        if (r < 0)
+                return r;
+        ext_len = flags & INIT_SPAWN_FLAGS_EXT ? sizeof ext : 0;
         r = strv_measure(argv, SBX_MAX_ARGV, &bytes, &argc);
         if (r < 0)
                 return r;
@@ -200,7 +245,7 @@ int init_client_build_spawn(uint64_t id, char *const argv[], char *const envp[],
         if (cwd_len > SBX_MAX_CWD)
                 return -E2BIG;
 
-        total = sizeof(struct init_msg) + sizeof(struct init_spawn) + bytes + cwd_len + 1;
+        total = sizeof(struct init_msg) + sizeof(struct init_spawn) + ext_len + bytes + cwd_len + 1;
         buf = malloc(total);
         if (!buf)
                 return -ENOMEM;
@@ -209,6 +254,8 @@ int init_client_build_spawn(uint64_t id, char *const argv[], char *const envp[],
         memcpy(buf, &h, sizeof h);
         memcpy(buf + sizeof h, &s, sizeof s);
         p = buf + sizeof h + sizeof s;
+        memcpy(p, &ext, ext_len);
+        p += ext_len;
         for (size_t i = 0; i < argc; i++) {
                 size_t l = strlen(argv[i]) + 1;
                 memcpy(p, argv[i], l);
@@ -226,16 +273,23 @@ int init_client_build_spawn(uint64_t id, char *const argv[], char *const envp[],
 }
 
 int init_client_send_spawn(int fd, uint64_t id, char *const argv[], char *const envp[], const char *cwd,
-                           int cgroup_fd)
+                           const struct init_spawn_opts *opts)
 {
+        struct init_spawn_opts o = opts ? *opts : (struct init_spawn_opts){ .cgroup_fd = -1 };
         _cleanup_free_ void *buf = NULL;
         size_t len;
         int r;
 
-        r = init_client_build_spawn(id, argv, envp, cwd, cgroup_fd >= 0 ? INIT_SPAWN_INTO_CGROUP : 0, &buf, &len);
+        o.flags &= ~(uint32_t)INIT_SPAWN_INTO_CGROUP;
+        if (o.cgroup_fd >= 0)
+                o.flags |= INIT_SPAWN_INTO_CGROUP;
+        /* an older sbx-init takes unknown flags for a malformed packet and drops the connection */
+        if (o.version != 0 && o.version < init_client_spawn_version(o.flags))
+                return -EPROTONOSUPPORT;
+        r = init_client_build_spawn(id, argv, envp, cwd, &o, &buf, &len);
         if (r < 0)
                 return r;
-        return send_packet(fd, buf, len, &cgroup_fd, cgroup_fd >= 0 ? 1 : 0);
+        return send_packet(fd, buf, len, &o.cgroup_fd, o.cgroup_fd >= 0 ? 1 : 0);
 }
 
 static bool errno_valid(int32_t e)
@@ -247,6 +301,42 @@ static bool errno_valid(int32_t e)
 static bool wait_status_valid(int32_t st)
 {
         return WIFEXITED(st) || (WIFSIGNALED(st) && WTERMSIG(st) < _NSIG);
+}
+
+static unsigned fd_count(uint32_t mask)
+{
+        return (unsigned)__builtin_popcount(mask);
+}
+
+/* INIT_FDS: {error, mask}; the mask must be one sbx-init can send, with that many fds. */
+static int parse_fds(const uint8_t *p, uint32_t len, unsigned n_fds, struct init_client_msg *m)
+{
+        struct init_fds f;
+
+        if (len != sizeof f)
+                return -EBADMSG;
+        memcpy(&f, p, sizeof f);
+        if (!errno_valid(f.error))
+                return -EBADMSG;
+        m->result = (struct init_result){ .error = f.error };
+        if (f.error != 0)
+                return f.mask == 0 && n_fds == 0 ? 0 : -EBADMSG;
+        /* a version-1 sbx-init: {0, reserved 0} and [stdout_r, stderr_r] (v2 never sends mask 0) */
+        if (f.mask == 0 && n_fds == 2)
+                f.mask = INIT_FD_STDOUT | INIT_FD_STDERR;
+        switch (f.mask) {
+        case INIT_FD_STDOUT | INIT_FD_STDERR:
+        case INIT_FD_STDIN | INIT_FD_STDOUT | INIT_FD_STDERR:
+        case INIT_FD_PTY:
+                break;
+        default:
+                return -EBADMSG;
+        }
+        if (n_fds != fd_count(f.mask))
+                return -EBADMSG;
+        m->fd_mask = f.mask;
+        m->pty = f.mask == INIT_FD_PTY;
+        return 0;
 }
 
 static int parse_list(const uint8_t *p, uint32_t len, struct init_client_msg *m)
@@ -281,18 +371,21 @@ static int parse_payload(uint32_t type, const uint8_t *p, uint32_t len, unsigned
                 if (len != sizeof m->version || n_fds != 0)
                         return -EBADMSG;
                 memcpy(&m->version, p, len);
-                return 0;
+                return m->version >= 1 ? 0 : -EBADMSG;
         case INIT_SPAWNED: {
                 struct init_spawned *s = &m->spawned;
                 if (len != sizeof *s)
                         return -EBADMSG;
                 memcpy(s, p, len);
-                if (s->reserved != 0)
-                        return -EBADMSG;
-                if (s->error == 0)
-                        return s->pid > 0 && s->step == INIT_STEP_NONE && n_fds == 3 ? 0 : -EBADMSG;
-                return s->pid == 0 && s->error > 0 && errno_valid(s->error) && s->step > INIT_STEP_NONE &&
-                                       s->step <= INIT_STEP_PROTO && n_fds == 0
+                if (s->error == 0) {
+                        if (s->pid <= 0 || s->step != INIT_STEP_NONE || (s->flags & ~(uint32_t)INIT_SPAWNED_PTY))
+                                return -EBADMSG;
+                        m->pty = s->flags & INIT_SPAWNED_PTY;
+                        m->fd_mask = m->pty ? INIT_FD_PTY : INIT_FD_STDIN | INIT_FD_STDOUT | INIT_FD_STDERR;
+                        return n_fds == fd_count(m->fd_mask) ? 0 : -EBADMSG;
+                }
+                return s->pid == 0 && s->flags == 0 && s->error > 0 && errno_valid(s->error) &&
+                                       s->step > INIT_STEP_NONE && s->step <= INIT_STEP_PROTO && n_fds == 0
                                ? 0
                                : -EBADMSG;
         }
@@ -302,15 +395,14 @@ static int parse_payload(uint32_t type, const uint8_t *p, uint32_t len, unsigned
                 memcpy(&m->exited, p, len);
                 return m->exited.pid > 0 && wait_status_valid(m->exited.status) ? 0 : -EBADMSG;
         case INIT_RESULT:
-        case INIT_FDS:
                 if (len != sizeof m->result)
                         return -EBADMSG;
                 memcpy(&m->result, p, len);
                 if (!errno_valid(m->result.error) || m->result.reserved != 0)
                         return -EBADMSG;
-                if (type == INIT_FDS && m->result.error == 0)
-                        return n_fds == 2 ? 0 : -EBADMSG;
                 return n_fds == 0 ? 0 : -EBADMSG;
+        case INIT_FDS:
+                return parse_fds(p, len, n_fds, m);
         case INIT_LIST_REPLY:
                 if (n_fds != 0)
                         return -EBADMSG;
@@ -343,24 +435,53 @@ int init_client_parse(const void *buf, size_t len, unsigned n_fds, struct init_c
         return 0;
 }
 
-/* Received fds must be pipe ends with the expected access mode; they become non-blocking. */
+/* Every pty master is an open of a ptmx node (5:2, /dev/ptmx or devpts' own); only then is
+ * TIOCGPTN asked, since another driver could give that ioctl number another meaning. */
+static bool is_pty_master(int fd, const struct stat *st)
+{
+        unsigned ptn;
+
+        return S_ISCHR(st->st_mode) && major(st->st_rdev) == PTMX_MAJOR && minor(st->st_rdev) == PTMX_MINOR &&
+               ioctl(fd, TIOCGPTN, &ptn) == 0;
+}
+
+/*
+ * Received fds must be what fd_mask says, in its bit order: pipe ends with the expected access
+ * mode (stdin write-only, stdout/stderr read-only), or a pty master (a character device, O_RDWR,
+ * that answers TIOCGPTN). They become non-blocking.
+ */
 static int check_fds(struct init_client_msg *m)
 {
-        static const int spawned_modes[] = { O_WRONLY, O_RDONLY, O_RDONLY };
-        static const int fds_modes[] = { O_RDONLY, O_RDONLY };
-        const int *modes = m->type == INIT_SPAWNED ? spawned_modes : fds_modes;
+        static const struct {
+                uint32_t bit;
+                int mode;
+                bool chr;
+        } kinds[] = {
+                { INIT_FD_STDIN, O_WRONLY, false },
+                { INIT_FD_STDOUT, O_RDONLY, false },
+                { INIT_FD_STDERR, O_RDONLY, false },
+                { INIT_FD_PTY, O_RDWR, true },
+        };
+        unsigned i = 0;
 
-        for (unsigned i = 0; i < m->n_fds; i++) {
+        if (m->n_fds != fd_count(m->fd_mask))
+                return -EBADMSG;
+        for (size_t k = 0; k < ELEMENTSOF(kinds); k++) {
                 struct stat st;
                 int fl;
 
-                if (fstat(m->fds[i], &st) < 0 || !S_ISFIFO(st.st_mode))
+                if (!(m->fd_mask & kinds[k].bit))
+                        continue;
+                if (fstat(m->fds[i], &st) < 0)
+                        return -EBADMSG;
+                if (kinds[k].chr ? !is_pty_master(m->fds[i], &st) : !S_ISFIFO(st.st_mode))
                         return -EBADMSG;
                 fl = fcntl(m->fds[i], F_GETFL);
-                if (fl < 0 || (fl & O_ACCMODE) != modes[i])
+                if (fl < 0 || (fl & O_ACCMODE) != kinds[k].mode)
                         return -EBADMSG;
                 if (!(fl & O_NONBLOCK) && fcntl(m->fds[i], F_SETFL, fl | O_NONBLOCK) < 0)
                         return -errno;
+                i++;
         }
         return 0;
 }

@@ -9,6 +9,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,24 +18,43 @@
 /* Largest valid reply: an INIT_LIST_REPLY with SBX_INIT_MAX_PROCS entries. */
 #define SBX_INIT_MAX_REPLY \
         (sizeof(struct init_msg) + sizeof(uint32_t) + SBX_INIT_MAX_PROCS * sizeof(struct init_proc_info))
-#define SBX_INIT_MAX_FDS 3 /* fds one reply may carry (INIT_SPAWNED) */
+#define SBX_INIT_MAX_FDS 3 /* fds one reply may carry (INIT_SPAWNED, INIT_FDS) */
 
 /* One validated message from sbx-init. */
 struct init_client_msg {
         uint32_t type;                       /* INIT_HELLO_REPLY .. INIT_FDS */
         uint64_t id;                         /* from the header; sbxd must look it up itself */
         union {
-                uint32_t version;            /* INIT_HELLO_REPLY */
-                struct init_spawned spawned; /* INIT_SPAWNED: error==0 <=> pid>0 and 3 fds */
+                uint32_t version;            /* INIT_HELLO_REPLY: >= 1 */
+                struct init_spawned spawned; /* INIT_SPAWNED: error==0 <=> pid>0 and fds (see fd_mask) */
                 struct init_exited exited;   /* INIT_EXITED: pid > 0 */
-                struct init_result result;   /* INIT_RESULT, INIT_FDS: error==0 <=> (FDS) 2 fds */
+                struct init_result result;   /* INIT_RESULT; INIT_FDS: its error (reserved 0), the
+                                                mask is in fd_mask */
         };
+        uint32_t fd_mask;                    /* INIT_SPAWNED and INIT_FDS on success: enum init_fd_mask,
+                                                what fds[] holds in that order: STDIN|STDOUT|STDERR,
+                                                STDOUT|STDERR (FDS only) or PTY; else 0 */
+        bool pty;                            /* fd_mask is INIT_FD_PTY: fds[0] is a terminal's master */
         struct init_proc_info *procs;        /* owned: INIT_LIST_REPLY entries, NULL otherwise */
         uint32_t n_procs;                    /* <= SBX_INIT_MAX_PROCS */
-        int fds[SBX_INIT_MAX_FDS];           /* owned, -EBADF when unused. SPAWNED: stdin_w,
-                                                stdout_r, stderr_r; FDS: stdout_r, stderr_r.
-                                                Pipes, O_CLOEXEC|O_NONBLOCK, access mode checked */
+        int fds[SBX_INIT_MAX_FDS];           /* owned, -EBADF when unused; n_fds == popcount(fd_mask).
+                                                O_CLOEXEC|O_NONBLOCK. Pipes with their access mode
+                                                checked (stdin write-only, others read-only); a pty
+                                                master is a character device, O_RDWR, TIOCGPTN works */
         unsigned n_fds;
+};
+
+/* How to start a process (init_client_send_spawn). Every field may stay 0 but cgroup_fd: 0 is an
+ * fd, say -1 for none. */
+struct init_spawn_opts {
+        uint32_t flags;     /* INIT_SPAWN_PTY, _USER, _KEEP_STDIN (not PTY with KEEP_STDIN);
+                               INIT_SPAWN_INTO_CGROUP is set or cleared from cgroup_fd */
+        uint32_t uid, gid;  /* with INIT_SPAWN_USER: 0..SBX_INIT_MAX_ID inside the sandbox */
+        uint16_t cols, rows; /* with INIT_SPAWN_PTY: 0..SBX_MAX_PTY_SIZE, 0 = 80 columns / 24 rows */
+        int cgroup_fd;      /* a cgroup2 directory fd inside the sandbox's own cgroup subtree (O_PATH is
+                               enough) to start the process in, or < 0. Borrowed */
+        uint32_t version;   /* sbx-init's protocol version (INIT_HELLO_REPLY), 0 = unknown: not checked.
+                               Flags that version does not know fail with -EPROTONOSUPPORT */
 };
 
 /* Initialise an empty message (no fds, no procs). */
@@ -60,17 +80,25 @@ int init_client_connect(int netns_fd, int *ret_fd);
  */
 int init_client_send_hello(int fd);
 /* argv: NULL-terminated, 1..SBX_MAX_ARGV entries. envp: NULL-terminated (NULL = empty), at most
- * SBX_INIT_MAX_ENVC. cwd: absolute, NULL = "/". cgroup_fd: a cgroup2 directory fd inside the
- * sandbox's own cgroup subtree (O_PATH is enough) to start the process in, or -1. Borrowed. */
+ * SBX_INIT_MAX_ENVC. cwd: absolute, NULL = "/". opts: NULL = pipes, as root, no cgroup. Reply
+ * INIT_SPAWNED. -EPROTONOSUPPORT (nothing sent) if opts->version is known and too old for the
+ * flags: a version-1 sbx-init would drop the connection instead. */
 int init_client_send_spawn(int fd, uint64_t id, char *const argv[], char *const envp[], const char *cwd,
-                           int cgroup_fd);
+                           const struct init_spawn_opts *opts);
 /* Signal a tracked process's process group. signo 0..64. Reply INIT_RESULT. */
 int init_client_send_signal(int fd, uint64_t id, int signo);
 /* Forget process id in sbx-init and close its fd copies. No reply. */
 int init_client_send_release(int fd, uint64_t id);
 int init_client_send_list(int fd);
-/* Ask for new copies of process id's stdout/stderr read ends. Reply INIT_FDS. */
+/* Ask for new copies of the fds sbx-init keeps for process id. Reply INIT_FDS. */
 int init_client_send_get_fds(int fd, uint64_t id);
+/* v2: sbx-init closes its kept copy of process id's stdin write end (INIT_SPAWN_KEEP_STDIN); the
+ * process reads EOF once sbxd's copies are closed too. Reply INIT_RESULT (ESRCH: unknown id). */
+int init_client_send_close_stdin(int fd, uint64_t id);
+
+/* The protocol version sbx-init must speak (INIT_HELLO_REPLY) for a spawn with these
+ * INIT_SPAWN_* flags: 1, or 2 for PTY, USER and KEEP_STDIN. Pure. */
+uint32_t init_client_spawn_version(uint32_t flags);
 
 /*
  * Receive and validate one packet. On success fills *ret (which the caller then owns and releases
@@ -87,9 +115,10 @@ int init_client_recv(int fd, struct init_client_msg *ret);
  * *ret (fds left at -EBADF; the caller attaches them). Returns 0, -EBADMSG, or -ENOMEM.
  *
  * init_client_build_spawn: encode an INIT_SPAWN packet into a new malloc'ed buffer (*ret_buf,
- * caller frees; *ret_len bytes). flags is a set of enum init_spawn_flags. Returns 0, -EINVAL,
- * -E2BIG or -ENOMEM.
+ * caller frees; *ret_len bytes). opts->flags go on the wire as they are (INIT_SPAWN_INTO_CGROUP
+ * included; cgroup_fd and version are not looked at); NULL = no flags. Returns 0, -EINVAL (unknown
+ * or clashing flags, ids or sizes out of range, relative cwd, no argv), -E2BIG or -ENOMEM.
  */
 int init_client_parse(const void *buf, size_t len, unsigned n_fds, struct init_client_msg *ret);
-int init_client_build_spawn(uint64_t id, char *const argv[], char *const envp[], const char *cwd, uint32_t flags,
-                            void **ret_buf, size_t *ret_len);
+int init_client_build_spawn(uint64_t id, char *const argv[], char *const envp[], const char *cwd,
+                            const struct init_spawn_opts *opts, void **ret_buf, size_t *ret_len);

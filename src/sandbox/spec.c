@@ -448,12 +448,83 @@ static int argv_build(const char *cmd, const json_t *a, char ***ret_argv, size_t
         return 0;
 }
 
-int exec_spec_parse(const json_t *body, struct exec_spec *ret, struct sbx_err *err)
+/* "pty": {cols, rows} (either may be omitted), true, or false/null. */
+static int pty_parse(const json_t *body, struct exec_spec *s, struct sbx_err *err)
 {
-        static const char *const fields[] = { "cmd", "argv", "cwd", "env", "timeout", "stdin", NULL };
+        static const char *const fields[] = { "cols", "rows", NULL };
+        const json_t *pty = json_object_get(body, "pty");
+        uint64_t v;
+        int r;
+
+        s->cols = 80;
+        s->rows = 24;
+        if (!pty || json_is_null(pty) || json_is_false(pty))
+                return 0;
+        s->pty = true;
+        if (json_is_true(pty))
+                return 0;
+        if (!json_is_object(pty))
+                return invalid(err, "invalid_type", "'pty' must be an object {cols, rows} or a boolean");
+        r = json_check_fields(pty, fields, "pty.", err);
+        if (r >= 0)
+                r = json_get_u64(pty, "cols", "pty.", 1, SBX_MAX_PTY_SIZE, &v, err);
+        if (r > 0)
+                s->cols = (uint16_t)v;
+        if (r >= 0)
+                r = json_get_u64(pty, "rows", "pty.", 1, SBX_MAX_PTY_SIZE, &v, err);
+        if (r > 0)
+                s->rows = (uint16_t)v;
+        return r < 0 ? r : 0;
+}
+
+/* The fields only processes have; stdin is handled by the caller. */
+static int process_fields_parse(const json_t *body, struct exec_spec *s, struct sbx_err *err)
+{
+        const char *str = NULL;
+        uint64_t v;
+        int r;
+
+        r = pty_parse(body, s, err);
+        if (r < 0)
+                return r;
+        if (s->pty && s->stdin_data)
+                return invalid(err, "invalid_value", "'stdin' data cannot be given with 'pty': write it to the terminal");
+        r = json_get_string(body, "user", "", SBX_MAX_USER, &str, err);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                if (!str[0] || strchr(str, '/') || strchr(str, ':'))
+                        return invalid(err, "invalid_value", "'user' must be a user name or a numeric uid");
+                snprintf(s->user, sizeof s->user, "%s", str);
+        }
+        r = json_get_string(body, "tag", "", SBX_MAX_PROCESS_TAG, &str, err);
+        if (r < 0)
+                return r;
+        if (r > 0)
+                snprintf(s->tag, sizeof s->tag, "%s", str);
+        s->keep_after_disconnect = true;
+        r = json_get_bool(body, "keepAfterDisconnect", "", &s->keep_after_disconnect, err);
+        if (r < 0)
+                return r;
+        s->max_run_after_disconnect_s = -1;
+        r = json_get_u64(body, "maxRunAfterDisconnect", "", 0, SBX_MAX_PROCESS_TIMEOUT_S, &v, err);
+        if (r < 0)
+                return r;
+        if (r > 0)
+                s->max_run_after_disconnect_s = (int64_t)v;
+        return 0;
+}
+
+static int spec_parse(const json_t *body, bool process, struct exec_spec *ret, struct sbx_err *err)
+{
+        static const char *const exec_fields[] = { "cmd", "argv", "cwd", "env", "timeout", "stdin", NULL };
+        static const char *const process_fields[] = { "cmd", "argv", "cwd", "env", "timeout", "stdin", "user",
+                                                      "pty", "tag", "keepAfterDisconnect",
+                                                      "maxRunAfterDisconnect", NULL };
+        const char *const *fields = process ? process_fields : exec_fields;
         _cleanup_(exec_spec_release) struct exec_spec s = {
                 .cwd = SPEC_DEFAULT_CWD,
-                .timeout_s = SBX_DEFAULT_EXEC_TIMEOUT_S,
+                .timeout_s = process ? 0 : SBX_DEFAULT_EXEC_TIMEOUT_S,
         };
         const json_t *cmdv, *argv, *in;
         const char *cmd = NULL, *str = NULL;
@@ -510,15 +581,19 @@ int exec_spec_parse(const json_t *body, struct exec_spec *ret, struct sbx_err *e
                                     "'%s' and 'env' together must be at most %d bytes", cmd ? "cmd" : "argv",
                                     SBX_MAX_ARG_BYTES);
 
-        r = json_get_u64(body, "timeout", "", 1, SBX_MAX_EXEC_TIMEOUT_S, &s.timeout_s, err);
+        r = json_get_u64(body, "timeout", "", process ? 0 : 1,
+                         process ? SBX_MAX_PROCESS_TIMEOUT_S : SBX_MAX_EXEC_TIMEOUT_S, &s.timeout_s, err);
         if (r < 0)
                 return r;
 
         /* stdin is bytes for the process, so NUL is allowed here (and only here). */
         in = json_object_get(body, "stdin");
-        if (in && !json_is_null(in)) {
+        if (process && json_is_boolean(in)) {
+                s.stdin_keep = json_is_true(in);
+        } else if (in && !json_is_null(in)) {
                 if (!json_is_string(in))
-                        return invalid(err, "invalid_type", "'stdin' must be a string");
+                        return invalid(err, "invalid_type",
+                                       process ? "'stdin' must be a boolean or a string" : "'stdin' must be a string");
                 if (json_string_length(in) > SBX_MAX_JSON_BODY)
                         return sbx_err_setr(err, -SBX_E_INVALID, "invalid_value", "'stdin' is longer than %d bytes",
                                             SBX_MAX_JSON_BODY);
@@ -528,6 +603,12 @@ int exec_spec_parse(const json_t *body, struct exec_spec *ret, struct sbx_err *e
                         return nomem(err);
         }
 
+        if (process) {
+                r = process_fields_parse(body, &s, err);
+                if (r < 0)
+                        return r;
+        }
+
         r = argv_build(cmd, argv, &s.argv, &s.argc);
         if (r < 0)
                 return nomem(err);
@@ -535,6 +616,16 @@ int exec_spec_parse(const json_t *body, struct exec_spec *ret, struct sbx_err *e
         *ret = s;
         memset(&s, 0, sizeof s);
         return 0;
+}
+
+int exec_spec_parse(const json_t *body, struct exec_spec *ret, struct sbx_err *err)
+{
+        return spec_parse(body, false, ret, err);
+}
+
+int process_spec_parse(const json_t *body, struct exec_spec *ret, struct sbx_err *err)
+{
+        return spec_parse(body, true, ret, err);
 }
 
 void exec_spec_release(struct exec_spec *s)

@@ -49,9 +49,22 @@ struct exec_spec {
         uint64_t timeout_s;     /* default SBX_DEFAULT_EXEC_TIMEOUT_S */
         char *stdin_data;       /* owned, NULL = no stdin (EOF at once) */
         size_t stdin_len;
+
+        /* POST /v1/sandboxes/{id}/processes only (process_spec_parse) */
+        bool stdin_keep;        /* "stdin": true: stdin stays open for later writes */
+        bool pty;               /* "pty": {cols, rows}: a terminal instead of pipes */
+        uint16_t cols, rows;    /* 1..SBX_MAX_PTY_SIZE, default 80x24 */
+        char user[SBX_MAX_USER + 1]; /* "" = root; a name or a numeric uid in the sandbox */
+        char tag[SBX_MAX_PROCESS_TAG + 1];
+        bool keep_after_disconnect;  /* default true; false: killed when its last attached client leaves */
+        int64_t max_run_after_disconnect_s; /* -1 = no limit: seconds it may run once no client is attached */
 };
 
 int exec_spec_parse(const json_t *body, struct exec_spec *ret, struct sbx_err *err);
+/* The body of POST .../processes: exec's fields (timeout 0..SBX_MAX_PROCESS_TIMEOUT_S, default 0 =
+ * none; stdin a string of data or a bool) plus user, pty, tag, keepAfterDisconnect,
+ * maxRunAfterDisconnect. */
+int process_spec_parse(const json_t *body, struct exec_spec *ret, struct sbx_err *err);
 void exec_spec_release(struct exec_spec *s);
 
 /* An absolute path with "//" and "/./" collapsed and no trailing '/' ("/" stays "/") into out;

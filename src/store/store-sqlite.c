@@ -64,6 +64,10 @@ enum stmt_id {
         ST_EVENT_APPEND,
         ST_SETTING_GET,
         ST_SETTING_SET,
+        ST_PROCESS_PUT,
+        ST_PROCESS_LIST,
+        ST_PROCESS_DELETE,
+        ST_PROCESS_DELETE_SANDBOX,
         _ST_MAX,
 };
 
@@ -108,6 +112,13 @@ static const char *const stmt_sql[_ST_MAX] = {
         [ST_SETTING_GET] = "SELECT value FROM settings WHERE key = ?1",
         [ST_SETTING_SET] = "INSERT INTO settings (key, value) VALUES (?1, ?2) "
                            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [ST_PROCESS_PUT] = "INSERT INTO processes (id, sandbox_id, seq, data_json, updated_ms) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO UPDATE SET "
+                           "data_json = excluded.data_json, updated_ms = excluded.updated_ms "
+                           "WHERE processes.sandbox_id = excluded.sandbox_id AND processes.seq = excluded.seq",
+        [ST_PROCESS_LIST] = "SELECT id, seq, data_json FROM processes WHERE sandbox_id = ?1 ORDER BY seq",
+        [ST_PROCESS_DELETE] = "DELETE FROM processes WHERE id = ?1",
+        [ST_PROCESS_DELETE_SANDBOX] = "DELETE FROM processes WHERE sandbox_id = ?1",
 };
 
 struct sqlite_store {
@@ -672,6 +683,102 @@ static int sqlite_setting_set(struct store *s, const char *key, const char *valu
         return 0;
 }
 
+/* ---- processes ---- */
+
+static int sqlite_process_put(struct store *s, const struct process_row *p, struct sbx_err *err)
+{
+        struct sqlite_store *q = impl(s);
+        _cleanup_stmt_ sqlite3_stmt *st = q->stmt[ST_PROCESS_PUT];
+        int rc;
+
+        if (!p->id[0] || !p->sandbox_id[0] || p->seq == 0 || p->seq > INT64_MAX || !p->data_json)
+                return sbx_err_set(err, -SBX_E_INVALID, "process record needs an id, a sandbox, a seq and data");
+        rc = sqlite3_bind_text(st, 1, p->id, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_text(st, 2, p->sandbox_id, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(st, 3, (sqlite3_int64)p->seq);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_text(st, 4, p->data_json, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(st, 5, (sqlite3_int64)now_realtime_ms());
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE)
+                return sqlite3_changes(q->db) == 1
+                               ? 0
+                               : sbx_err_set(err, -SBX_E_CONFLICT, "process '%s' belongs to another sandbox", p->id);
+        if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
+                return sbx_err_set(err, -SBX_E_NOT_FOUND, "sandbox '%s' not found", p->sandbox_id);
+        if (rc == SQLITE_CONSTRAINT_CHECK)
+                return sbx_err_set(err, -SBX_E_INVALID, "process '%s' data is not valid JSON", p->id);
+        return sql_error(q, rc, err, "cannot write process '%s'", p->id);
+}
+
+void process_row_array_free(struct process_row *a, size_t n)
+{
+        for (size_t i = 0; a && i < n; i++)
+                free(a[i].data_json);
+        free(a);
+}
+
+static int sqlite_process_list(struct store *s, const char *sandbox_id, struct process_row **ret, size_t *ret_n,
+                               struct sbx_err *err)
+{
+        struct sqlite_store *q = impl(s);
+        _cleanup_stmt_ sqlite3_stmt *st = q->stmt[ST_PROCESS_LIST];
+        struct process_row *a = NULL;
+        size_t n = 0, cap = 0;
+        int rc;
+
+        rc = sqlite3_bind_text(st, 1, sandbox_id, -1, SQLITE_STATIC);
+        while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+                rc = sqlite3_step(st);
+                if (rc != SQLITE_ROW)
+                        break;
+                if (n == cap) {
+                        size_t ncap = cap ? cap * 2 : 16;
+                        struct process_row *b = ncap <= SBX_MAX_PROCESS_ROWS ? realloc(a, ncap * sizeof *a) : NULL;
+                        if (!b) {
+                                process_row_array_free(a, n);
+                                return sbx_err_set(err, -ENOMEM, "cannot list the processes of '%s'", sandbox_id);
+                        }
+                        a = b;
+                        cap = ncap;
+                }
+                struct process_row *p = &a[n];
+                memset(p, 0, sizeof *p);
+                if (column_to_field(st, 0, p->id, sizeof p->id) < 0 || column_dup(st, 2, &p->data_json) < 0) {
+                        process_row_array_free(a, n);
+                        return sbx_err_set(err, -SBX_E_INTERNAL, "process row of '%s' is unreadable", sandbox_id);
+                }
+                snprintf(p->sandbox_id, sizeof p->sandbox_id, "%s", sandbox_id);
+                p->seq = (uint64_t)sqlite3_column_int64(st, 1);
+                n++;
+        }
+        if (rc != SQLITE_DONE) {
+                process_row_array_free(a, n);
+                return sql_error(q, rc, err, "cannot list the processes of '%s'", sandbox_id);
+        }
+        *ret = a;
+        *ret_n = n;
+        return 0;
+}
+
+static int sqlite_process_delete(struct store *s, const char *id, const char *sandbox_id, struct sbx_err *err)
+{
+        struct sqlite_store *q = impl(s);
+        _cleanup_stmt_ sqlite3_stmt *st = q->stmt[id ? ST_PROCESS_DELETE : ST_PROCESS_DELETE_SANDBOX];
+        int rc;
+
+        rc = sqlite3_bind_text(st, 1, id ? id : sandbox_id, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(st);
+        if (rc != SQLITE_DONE)
+                return sql_error(q, rc, err, "cannot delete process records");
+        return 0;
+}
+
 /* ---- open, migrations, close ---- */
 
 /* Run a statement without parameters that returns one value; copy it as text. */
@@ -911,4 +1018,7 @@ const struct store_ops store_sqlite_ops = {
         .event_append = sqlite_event_append,
         .setting_get = sqlite_setting_get,
         .setting_set = sqlite_setting_set,
+        .process_put = sqlite_process_put,
+        .process_list = sqlite_process_list,
+        .process_delete = sqlite_process_delete,
 };

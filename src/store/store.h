@@ -72,6 +72,17 @@ struct sandbox_filter {
         size_t limit;                         /* 1..SBX_MAX_LIST_LIMIT */
 };
 
+/* A process record (core/process-store.c): the core's JSON, stored as is, keyed by id. */
+struct process_row {
+        char id[SBX_ID_MAX];
+        char sandbox_id[SBX_ID_MAX];
+        uint64_t seq;                         /* sbx-init's id of the process, 1..INT64_MAX */
+        char *data_json;                      /* owned */
+};
+
+/* Free each row's data and the array. NULL-safe. */
+void process_row_array_free(struct process_row *a, size_t n);
+
 struct store;
 
 struct store_ops {
@@ -95,6 +106,14 @@ struct store_ops {
         /* Daemon settings (e.g. "daemon.instance"). -SBX_E_NOT_FOUND if key unset. */
         int (*setting_get)(struct store *s, const char *key, char *buf, size_t size, struct sbx_err *err);
         int (*setting_set)(struct store *s, const char *key, const char *value, struct sbx_err *err);
+        /* Insert or replace the record with p->id (its sandbox and seq never change: a row with the
+         * same id and another sandbox or seq -> -SBX_E_CONFLICT). */
+        int (*process_put)(struct store *s, const struct process_row *p, struct sbx_err *err);
+        /* Every process row of a sandbox, by seq (at most SBX_MAX_PROCESS_ROWS). */
+        int (*process_list)(struct store *s, const char *sandbox_id, struct process_row **ret, size_t *ret_n,
+                            struct sbx_err *err);
+        /* Delete the row with id, or (id NULL) every row of sandbox_id. Absent rows are no error. */
+        int (*process_delete)(struct store *s, const char *id, const char *sandbox_id, struct sbx_err *err);
 };
 
 struct store {

@@ -9,8 +9,13 @@
  * (2 s deadline), 1002, 1007, 1009 and a malformed control frame, a client that just leaves,
  * -ENOBUFS back-pressure, a close queued behind a full queue, pings against a full queue, bad
  * handshakes (400 on a connection that stays usable), server stop under open sockets ("going
- * away", 1001). Every accepted socket must see closed() exactly once, and the server must still
- * serve plain requests afterwards.
+ * away", 1001). Data both ways: binary frames of the sizes around wslay's length forms,
+ * ws_send_room and the drain callback, client messages (whole, fragmented, up to the limit, 1009
+ * beyond it, 1007), ws_pause_read holding messages back (also ones that came with the handshake),
+ * ws_close from inside the message callback, clients that close mid-message, and the throughput
+ * of 64 KiB frames through loopback (printed, not asserted). Every accepted socket must see
+ * closed() exactly once, no callback may follow it, and the server must still serve plain
+ * requests afterwards.
  *
  * The client thread never calls cmocka (its asserts longjmp): it records the first failed check
  * and the main thread asserts on that after the loop ends.
@@ -128,6 +133,13 @@ static void test_close_payload(void **state)
 #define KEY "dGhlIHNhbXBsZSBub25jZQ=="
 #define ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 #define FLOOD_FRAME 16384
+#define PUMP_FRAME (64 * 1024)
+#define PUMP_BYTES (256ULL << 20)
+#define RESUME_MS 300 /* /ws?mode=echo: a "pause" message pauses reading this long */
+#define ECHO_MAX 1024 /* echoed as they came up to this size, else summed up as "big ..." */
+
+/* the binary frames /ws?mode=bin sends: around wslay's 7-, 16- and 64-bit length forms */
+static const size_t bin_sizes[] = { 0, 1, 125, 126, 65535, 65536, 200 * 1024 };
 
 struct fixture {
         uv_loop_t loop;
@@ -136,11 +148,19 @@ struct fixture {
         unsigned port;
         void (*client)(struct fixture *f);
         char failure[512];
-        int accepted;     /* ws_accept succeeded (atomic) */
-        int closed;       /* closed() calls (atomic) */
-        int flood_frames; /* frames queued by /ws?mode=flood before -ENOBUFS */
-        int epipe_ok;     /* ws_send_text gave -EPIPE after ws_close */
-        int leftover[2];  /* client sockets left open for the server stop to close */
+        int accepted;        /* ws_accept succeeded (atomic) */
+        int closed;          /* closed() calls (atomic) */
+        int flood_frames;    /* frames queued by /ws?mode=flood before -ENOBUFS */
+        int epipe_ok;        /* ws_send_text gave -EPIPE after ws_close */
+        int leftover[2];     /* client sockets left open for the server stop to close */
+        int enobufs;         /* -ENOBUFS seen by /ws?mode=bin (atomic) */
+        int drains;          /* drain callback calls (atomic) */
+        int delivered;       /* data messages handed to the echo callback (atomic) */
+        size_t room0;        /* /ws?mode=room: ws_send_room with "hello" queued */
+        size_t room_full;    /* ... after a frame of room0 bytes */
+        int room_r[3];       /* ... that frame's result, then a 1-byte and an empty frame's */
+        uint64_t pump_bytes; /* /ws?mode=pump: payload bytes the client got, and in how long */
+        uint64_t pump_usec;
 };
 
 static int atomic_get(const int *p)
@@ -153,12 +173,31 @@ static void atomic_inc(int *p)
         (void)__atomic_add_fetch(p, 1, __ATOMIC_SEQ_CST);
 }
 
+/* The first failed check of the server side (loop thread). */
+static void server_fail(struct fixture *f, const char *what)
+{
+        if (!f->failure[0])
+                snprintf(f->failure, sizeof f->failure, "server: %s", what);
+}
+
+enum sock_mode {
+        MODE_PLAIN,
+        MODE_BIN,
+        MODE_ROOM,
+        MODE_ECHO,
+        MODE_PUMP
+};
+
 struct sock_ctx {
         struct fixture *f;
         struct ws_conn *ws;
+        enum sock_mode mode;
         uv_timer_t timer;
         int ticks;
-        int closed_calls;
+        bool gone;          /* closed() ran: no callback may follow */
+        bool in_send;       /* inside one of our ws_send_* calls: no drain callback may come */
+        unsigned bin_next;  /* MODE_BIN: index of the next frame in bin_sizes */
+        uint64_t pump_left; /* MODE_PUMP: payload bytes still to queue */
 };
 
 static void sock_ctx_free(uv_handle_t *h)
@@ -171,12 +210,153 @@ static void on_ws_closed(struct ws_conn *c, void *data)
         struct sock_ctx *x = data;
 
         /* calls on a closed connection are harmless */
-        if (ws_send_text(c, "x", 1) != -EPIPE || ws_ping(c) != -EPIPE)
-                snprintf(x->f->failure, sizeof x->f->failure, "send after closed() did not fail");
+        if (ws_send_text(c, "x", 1) != -EPIPE || ws_ping(c) != -EPIPE || ws_send_binary(c, "x", 1) != -EPIPE ||
+            ws_send_room(c) != 0)
+                server_fail(x->f, "send after closed() did not fail");
         ws_close(c, 1000, NULL);
+        ws_pause_read(c, false);
+        if (x->gone)
+                server_fail(x->f, "closed() twice");
+        x->gone = true;
         atomic_inc(&x->f->closed);
         (void)uv_timer_stop(&x->timer);
         uv_close((uv_handle_t *)&x->timer, sock_ctx_free);
+}
+
+static int x_send(struct sock_ctx *x, bool binary, const void *p, size_t n)
+{
+        int r;
+
+        x->in_send = true;
+        r = binary ? ws_send_binary(x->ws, p, n) : ws_send_text(x->ws, p, n);
+        x->in_send = false;
+        return r;
+}
+
+static uint8_t pattern(size_t frame, size_t i)
+{
+        return (uint8_t)(i * 131 + frame * 7 + (i >> 8));
+}
+
+static uint32_t fnv1a(const uint8_t *p, size_t n)
+{
+        uint32_t h = 2166136261u;
+
+        for (size_t i = 0; i < n; i++)
+                h = (h ^ p[i]) * 16777619u;
+        return h;
+}
+
+/* MODE_BIN: the frames of bin_sizes, refilled on drain, then "end" and a close. */
+static void bin_pump(struct sock_ctx *x)
+{
+        static uint8_t b[200 * 1024];
+
+        while (x->bin_next < ELEMENTSOF(bin_sizes)) {
+                size_t n = bin_sizes[x->bin_next];
+                int r;
+
+                for (size_t i = 0; i < n; i++)
+                        b[i] = pattern(x->bin_next, i);
+                r = x_send(x, true, b, n);
+                if (r == -ENOBUFS) {
+                        atomic_inc(&x->f->enobufs);
+                        return;
+                }
+                if (r < 0)
+                        return server_fail(x->f, "ws_send_binary failed");
+                x->bin_next++;
+        }
+        if (x->bin_next++ == ELEMENTSOF(bin_sizes)) {
+                if (x_send(x, false, "end", 3) < 0)
+                        server_fail(x->f, "cannot send 'end'");
+                ws_close(x->ws, 1000, "done");
+        }
+}
+
+/* MODE_PUMP: 64 KiB frames sized with ws_send_room, refilled on drain, then a close. */
+static void pump(struct sock_ctx *x)
+{
+        static uint8_t b[PUMP_FRAME];
+
+        while (x->pump_left > 0) {
+                size_t n = x->pump_left < PUMP_FRAME ? (size_t)x->pump_left : PUMP_FRAME;
+                int r;
+
+                if (ws_send_room(x->ws) < n)
+                        return;
+                r = x_send(x, true, b, n);
+                if (r < 0)
+                        return server_fail(x->f, "ws_send_binary failed within ws_send_room");
+                x->pump_left -= n;
+        }
+        ws_close(x->ws, 1000, "pumped");
+}
+
+static void on_ws_drain(struct ws_conn *c, void *data)
+{
+        struct sock_ctx *x = data;
+
+        if (x->gone)
+                return server_fail(x->f, "drain after closed()");
+        if (x->in_send)
+                return server_fail(x->f, "drain from inside ws_send_*");
+        if (ws_send_room(c) < SBX_STREAM_BUFFER / 2 - WS_FRAME_COST)
+                return server_fail(x->f, "drain with more than half the queue full");
+        atomic_inc(&x->f->drains);
+        if (x->mode == MODE_BIN)
+                bin_pump(x);
+        else if (x->mode == MODE_PUMP)
+                pump(x);
+        else if (x->mode == MODE_ROOM) {
+                if (x_send(x, false, "after drain", 11) < 0)
+                        server_fail(x->f, "cannot send after the drain");
+                ws_close(c, 1000, "done");
+        }
+}
+
+static void on_resume(uv_timer_t *t)
+{
+        struct sock_ctx *x = t->data;
+
+        (void)x_send(x, false, "resumed", 7);
+        ws_pause_read(x->ws, false);
+}
+
+static bool msg_is(bool binary, const uint8_t *msg, size_t len, const char *text)
+{
+        return !binary && len == strlen(text) && memcmp(msg, text, len) == 0;
+}
+
+/* MODE_ECHO: "pause", "close" and "count" are commands; anything else comes back (small) or
+ * summed up (big). */
+static void on_ws_message(struct ws_conn *c, bool binary, const uint8_t *msg, size_t len, void *data)
+{
+        struct sock_ctx *x = data;
+        char out[64];
+
+        if (x->gone)
+                return server_fail(x->f, "message after closed()");
+        if (msg_is(binary, msg, len, "pause")) {
+                ws_pause_read(c, true);
+                (void)x_send(x, false, "paused", 6);
+                (void)uv_timer_start(&x->timer, on_resume, RESUME_MS, 0);
+        } else if (msg_is(binary, msg, len, "close")) {
+                ws_close(c, 4000, "bye");
+                if (x_send(x, false, "late", 4) == -EPIPE)
+                        atomic_inc(&x->f->epipe_ok);
+        } else if (msg_is(binary, msg, len, "count")) {
+                snprintf(out, sizeof out, "count %d", atomic_get(&x->f->delivered));
+                (void)x_send(x, false, out, strlen(out));
+        } else {
+                atomic_inc(&x->f->delivered);
+                if (len <= ECHO_MAX)
+                        (void)x_send(x, binary, msg, len);
+                else {
+                        snprintf(out, sizeof out, "big %c %zu %08x", binary ? 'B' : 'T', len, fnv1a(msg, len));
+                        (void)x_send(x, false, out, strlen(out));
+                }
+        }
 }
 
 static void tick(uv_timer_t *t)
@@ -196,6 +376,7 @@ static void h_ws(struct http_request *req)
 {
         struct fixture *f = http_request_app(req);
         const char *mode = http_request_query(req, "mode") ?: "";
+        const char *max = http_request_query(req, "max");
         struct sbx_err err = { 0 };
         struct sock_ctx *x = calloc(1, sizeof *x);
 
@@ -209,12 +390,15 @@ static void h_ws(struct http_request *req)
         atomic_inc(&f->accepted);
         (void)uv_timer_init(http_request_loop(req), &x->timer);
         x->timer.data = x;
+        ws_on_drain(x->ws, on_ws_drain);
         /* queued before the upgrade: sent once the socket is handed over */
         (void)ws_send_text(x->ws, "hello", 5);
         if (strcmp(mode, "close") == 0) {
                 ws_close(x->ws, 1000, "bye");
                 if (ws_send_text(x->ws, "late", 4) == -EPIPE)
                         atomic_inc(&f->epipe_ok);
+                if (ws_send_binary(x->ws, "late", 4) != -EPIPE || ws_send_room(x->ws) != 0)
+                        server_fail(f, "send after ws_close did not fail");
         } else if (strcmp(mode, "ticks") == 0)
                 (void)uv_timer_start(&x->timer, tick, 10, 10);
         else if (strcmp(mode, "flood") == 0 || strcmp(mode, "floodclose") == 0) {
@@ -230,6 +414,27 @@ static void h_ws(struct http_request *req)
                         f->flood_frames = -1;
                 if (strcmp(mode, "floodclose") == 0)
                         ws_close(x->ws, 1000, "flushed");
+        } else if (strcmp(mode, "bin") == 0) {
+                x->mode = MODE_BIN;
+                bin_pump(x);
+        } else if (strcmp(mode, "room") == 0) {
+                static uint8_t b[SBX_STREAM_BUFFER];
+
+                x->mode = MODE_ROOM;
+                f->room0 = ws_send_room(x->ws);
+                for (size_t i = 0; i < f->room0 && i < sizeof b; i++)
+                        b[i] = pattern(0, i);
+                f->room_r[0] = x_send(x, true, b, f->room0);
+                f->room_full = ws_send_room(x->ws);
+                f->room_r[1] = x_send(x, true, "x", 1);
+                f->room_r[2] = x_send(x, false, "", 0);
+        } else if (strcmp(mode, "echo") == 0) {
+                x->mode = MODE_ECHO;
+                ws_on_message(x->ws, max ? strtoul(max, NULL, 10) : SBX_WS_MAX_MESSAGE, on_ws_message);
+        } else if (strcmp(mode, "pump") == 0) {
+                x->mode = MODE_PUMP;
+                x->pump_left = PUMP_BYTES;
+                pump(x);
         }
 }
 
@@ -258,7 +463,7 @@ static const struct route routes[] = {
 struct client {
         int fd;
         int rcvbuf; /* SO_RCVBUF before connecting, if > 0: keeps the server's data in its queue */
-        uint8_t buf[1 << 17];
+        uint8_t buf[1 << 19];
         size_t len;
 };
 
@@ -444,6 +649,18 @@ static int send_close(struct client *c, uint16_t code)
         uint8_t p[2] = { (uint8_t)(code >> 8), (uint8_t)code };
 
         return send_frame(c, OP_CLOSE, true, p, 2);
+}
+
+/* A masked client frame into out (MAX_HEADER + len bytes): for writing several at once. */
+static size_t encode_frame(uint8_t *out, unsigned opcode, bool fin, const void *data, size_t len)
+{
+        static const uint8_t key[4] = { 0x5a, 0x17, 0xc3, 0x9e };
+        size_t hl = encode_header(out, fin, opcode, len, key);
+
+        if (len > 0)
+                memcpy(out + hl, data, len);
+        mask_bytes(out + hl, len, key);
+        return hl + len;
 }
 
 /* Read one server frame (must be unmasked). */
@@ -912,6 +1129,418 @@ out:
         f->leftover[1] = c2.fd;
 }
 
+static bool frame_is_bin(const struct frame *fr, const void *data, size_t len)
+{
+        return fr->opcode == OP_BINARY && fr->fin && fr->len == len && (len == 0 || memcmp(fr->data, data, len) == 0);
+}
+
+/* The summary the echo handler sends for a message over ECHO_MAX bytes. */
+static bool frame_is_big(const struct frame *fr, bool binary, const uint8_t *msg, size_t len)
+{
+        char want[64];
+
+        snprintf(want, sizeof want, "big %c %zu %08x", binary ? 'B' : 'T', len, fnv1a(msg, len));
+        return frame_is(fr, OP_TEXT, want);
+}
+
+/* Connect and send the handshake for path with more bytes right behind it, in one write. */
+static int handshake_with(struct client *c, unsigned port, const char *path, const uint8_t *more, size_t more_len,
+                          char *head, size_t size)
+{
+        char req[512];
+        uint8_t *all;
+        size_t n;
+        int r = client_connect(c, port);
+
+        if (r < 0)
+                return r;
+        snprintf(req, sizeof req,
+                 "GET %s HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 "Sec-WebSocket-Key: " KEY "\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                 path);
+        n = strlen(req);
+        all = malloc(n + more_len);
+        if (!all)
+                return -ENOMEM;
+        memcpy(all, req, n);
+        memcpy(all + n, more, more_len);
+        r = write_all(c->fd, all, n + more_len);
+        free(all);
+        if (r < 0)
+                return r;
+        return read_head(c, head, size);
+}
+
+static void c_binary_and_drain(struct fixture *f)
+{
+        static struct client c = { .fd = -1 };
+        struct frame fr = { 0 };
+        char head[4096];
+
+        /* binary frames of every length form arrive intact; the 200 KiB one waits for a drain */
+        CHECK(f, handshake(&c, f->port, "/ws?mode=bin", head, sizeof head) == 101);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, OP_TEXT, "hello"));
+        for (size_t k = 0; k < ELEMENTSOF(bin_sizes); k++) {
+                CHECK(f, read_frame(&c, &fr) == 0 && fr.opcode == OP_BINARY && fr.fin);
+                CHECK(f, fr.len == bin_sizes[k]);
+                for (size_t i = 0; i < fr.len; i++)
+                        CHECK(f, fr.data[i] == pattern(k, i));
+        }
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, OP_TEXT, "end"));
+        CHECK(f, read_frame(&c, &fr) == 0 && close_code(&fr) == 1000);
+        CHECK(f, send_close(&c, 1000) == 0);
+        CHECK(f, at_eof(&c));
+        CHECK(f, wait_count(&f->closed, 1));
+        CHECK(f, atomic_get(&f->enobufs) >= 1 && atomic_get(&f->drains) >= 1);
+        client_close(&c);
+
+        /* ws_send_room: exactly that much fits, then nothing (not even an empty frame) until the
+         * drain callback, which sends on */
+        CHECK(f, handshake(&c, f->port, "/ws?mode=room", head, sizeof head) == 101);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, OP_TEXT, "hello"));
+        CHECK(f, f->room0 == SBX_STREAM_BUFFER - (5 + WS_FRAME_COST) - WS_FRAME_COST);
+        CHECK(f, f->room_r[0] == 0 && f->room_full == 0);
+        CHECK(f, f->room_r[1] == -ENOBUFS && f->room_r[2] == -ENOBUFS);
+        CHECK(f, read_frame(&c, &fr) == 0 && fr.opcode == OP_BINARY && fr.len == f->room0);
+        for (size_t i = 0; i < fr.len; i++)
+                CHECK(f, fr.data[i] == pattern(0, i));
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, OP_TEXT, "after drain"));
+        CHECK(f, read_frame(&c, &fr) == 0 && close_code(&fr) == 1000);
+        CHECK(f, send_close(&c, 1000) == 0);
+        CHECK(f, at_eof(&c));
+        CHECK(f, wait_count(&f->closed, 2));
+        CHECK(f, atomic_get(&f->drains) >= 2);
+out:
+        free(fr.data);
+        client_close(&c);
+}
+
+static void c_messages(struct fixture *f)
+{
+        static struct client c = { .fd = -1 };
+        static uint8_t big[SBX_WS_MAX_MESSAGE], all[3 * 1024];
+        struct frame fr = { 0 };
+        char head[4096];
+        size_t n = 0;
+
+        for (size_t i = 0; i < sizeof big; i++)
+                big[i] = pattern(3, i);
+        /* a message right behind the handshake reaches the callback set before the upgrade */
+        n = encode_frame(all, OP_TEXT, true, "early", 5);
+        CHECK(f, handshake_with(&c, f->port, "/ws?mode=echo", all, n, head, sizeof head) == 101);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, OP_TEXT, "hello"));
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, OP_TEXT, "early"));
+
+        /* text and binary, empty ones too */
+        CHECK(f, send_frame(&c, OP_TEXT, true, "abc", 3) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, OP_TEXT, "abc"));
+        CHECK(f, send_frame(&c, OP_BINARY, true, "\0\1\2\377", 4) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is_bin(&fr, "\0\1\2\377", 4));
+        CHECK(f, send_frame(&c, OP_TEXT, true, "", 0) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, OP_TEXT, ""));
+        CHECK(f, send_frame(&c, OP_BINARY, true, "", 0) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is_bin(&fr, "", 0));
+
+        /* fragmented, with a ping between the pieces (answered at once), a character split
+         * across two of them, and empty pieces */
+        CHECK(f, send_frame(&c, OP_TEXT, false, "fr\xc3", 3) == 0);
+        CHECK(f, send_frame(&c, OP_PING, true, "mid", 3) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, OP_PONG, "mid"));
+        CHECK(f, send_frame(&c, OP_CONT, false, "\xa9g", 2) == 0);
+        CHECK(f, send_frame(&c, OP_CONT, false, "", 0) == 0);
+        CHECK(f, send_frame(&c, OP_CONT, true, "ment", 4) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, OP_TEXT, "fr\xc3\xa9gment"));
+        CHECK(f, send_frame(&c, OP_BINARY, false, big, 100000) == 0);
+        CHECK(f, send_frame(&c, OP_CONT, false, big + 100000, 100000) == 0);
+        CHECK(f, send_frame(&c, OP_CONT, true, big + 200000, 107200) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is_big(&fr, true, big, 307200));
+
+        /* exactly SBX_WS_MAX_MESSAGE, in one frame and in many */
+        CHECK(f, send_frame(&c, OP_BINARY, true, big, sizeof big) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is_big(&fr, true, big, sizeof big));
+        for (size_t off = 0; off < sizeof big; off += 65536)
+                CHECK(f, send_frame(&c, off ? OP_CONT : OP_BINARY, off + 65536 >= sizeof big, big + off, 65536) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is_big(&fr, true, big, sizeof big));
+
+        /* several in one write arrive one by one */
+        n = encode_frame(all, OP_TEXT, true, "one", 3);
+        n += encode_frame(all + n, OP_BINARY, true, "two", 3);
+        n += encode_frame(all + n, OP_TEXT, true, "three", 5);
+        CHECK(f, write_all(c.fd, all, n) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, OP_TEXT, "one"));
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is_bin(&fr, "two", 3));
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, OP_TEXT, "three"));
+        CHECK(f, send_frame(&c, OP_TEXT, true, "count", 5) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, OP_TEXT, "count 12"));
+
+        CHECK(f, send_close(&c, 1000) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && close_code(&fr) == 1000);
+        CHECK(f, at_eof(&c));
+        CHECK(f, wait_count(&f->closed, 1));
+out:
+        free(fr.data);
+        client_close(&c);
+}
+
+static void c_message_limits(struct fixture *f)
+{
+        static struct client c = { .fd = -1 };
+        static uint8_t big[SBX_WS_MAX_MESSAGE + 1];
+        struct frame fr = { 0 };
+        char head[4096];
+
+        memset(big, 'm', sizeof big);
+        /* max_len 1000: 1000 is fine, 600 + 600 in two pieces is not (1009 once the second
+         * piece's header is in) */
+        CHECK(f, handshake(&c, f->port, "/ws?mode=echo&max=1000", head, sizeof head) == 101);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, OP_TEXT, "hello"));
+        CHECK(f, send_frame(&c, OP_BINARY, true, big, 1000) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is_bin(&fr, big, 1000));
+        CHECK(f, send_frame(&c, OP_TEXT, false, big, 600) == 0);
+        CHECK(f, send_frame(&c, OP_CONT, true, big, 600) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && close_code(&fr) == 1009);
+        CHECK(f, at_eof(&c));
+        CHECK(f, wait_count(&f->closed, 1));
+        client_close(&c);
+
+        /* one frame over max_len */
+        CHECK(f, handshake(&c, f->port, "/ws?mode=echo&max=1000", head, sizeof head) == 101);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, OP_TEXT, "hello"));
+        CHECK(f, send_frame(&c, OP_BINARY, true, big, 1001) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && close_code(&fr) == 1009);
+        CHECK(f, at_eof(&c));
+        CHECK(f, wait_count(&f->closed, 2));
+        client_close(&c);
+
+        /* a max_len over SBX_WS_MAX_MESSAGE is cut to it */
+        CHECK(f, handshake(&c, f->port, "/ws?mode=echo&max=100000000", head, sizeof head) == 101);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, OP_TEXT, "hello"));
+        CHECK(f, send_frame(&c, OP_BINARY, true, big, sizeof big) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && close_code(&fr) == 1009);
+        CHECK(f, at_eof(&c));
+        CHECK(f, wait_count(&f->closed, 3));
+        client_close(&c);
+
+        /* text that is not UTF-8 (here: only once two pieces are put together): 1007, and the
+         * callback never sees it */
+        CHECK(f, handshake(&c, f->port, "/ws?mode=echo", head, sizeof head) == 101);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, OP_TEXT, "hello"));
+        CHECK(f, send_frame(&c, OP_TEXT, true, "ok \xc3\xa9", 5) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, OP_TEXT, "ok \xc3\xa9"));
+        CHECK(f, send_frame(&c, OP_TEXT, false, "bad \xc3", 5) == 0);
+        CHECK(f, send_frame(&c, OP_CONT, true, "(", 1) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && close_code(&fr) == 1007);
+        CHECK(f, at_eof(&c));
+        CHECK(f, wait_count(&f->closed, 4));
+        CHECK(f, atomic_get(&f->delivered) == 2);
+out:
+        free(fr.data);
+        client_close(&c);
+}
+
+static void c_pause(struct fixture *f)
+{
+        static struct client c = { .fd = -1 };
+        static uint8_t all[8192], part[2000];
+        struct frame fr = { 0 };
+        char head[4096];
+        uint64_t t0;
+        size_t n;
+        int pongs = 0, got = 0;
+
+        /* "pause" and three more in one write: wslay reads them all at once, the callback pauses
+         * at the first, the other three wait; so does a ping sent meanwhile */
+        CHECK(f, handshake(&c, f->port, "/ws?mode=echo", head, sizeof head) == 101);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, OP_TEXT, "hello"));
+        n = encode_frame(all, OP_TEXT, true, "pause", 5);
+        n += encode_frame(all + n, OP_TEXT, true, "a", 1);
+        n += encode_frame(all + n, OP_BINARY, true, "b", 1);
+        n += encode_frame(all + n, OP_TEXT, true, "c", 1);
+        t0 = now_usec();
+        CHECK(f, write_all(c.fd, all, n) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, OP_TEXT, "paused"));
+        CHECK(f, send_frame(&c, OP_PING, true, "p", 1) == 0);
+        /* nothing comes back before the server resumes: not the messages, not the pong */
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, OP_TEXT, "resumed"));
+        CHECK(f, now_usec() - t0 >= (RESUME_MS - 50) * 1000ULL);
+        while (got < 3 || pongs < 1) {
+                CHECK(f, read_frame(&c, &fr) == 0);
+                if (fr.opcode == OP_PONG) {
+                        CHECK(f, frame_is(&fr, OP_PONG, "p") && pongs++ == 0);
+                        continue;
+                }
+                CHECK(f, got != 0 || frame_is(&fr, OP_TEXT, "a"));
+                CHECK(f, got != 1 || frame_is_bin(&fr, "b", 1));
+                CHECK(f, got != 2 || frame_is(&fr, OP_TEXT, "c"));
+                got++;
+        }
+        /* reading goes on as before */
+        CHECK(f, send_frame(&c, OP_TEXT, true, "d", 1) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, OP_TEXT, "d"));
+        CHECK(f, send_close(&c, 1000) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && close_code(&fr) == 1000);
+        CHECK(f, at_eof(&c));
+        CHECK(f, wait_count(&f->closed, 1));
+        client_close(&c);
+
+        /* the same with the handshake: "pause" and over 4 KiB more came with it, so some of it is
+         * still unread by wslay when the callback pauses and must outlive the upgrade callback */
+        for (size_t i = 0; i < sizeof part; i++)
+                part[i] = pattern(5, i);
+        n = encode_frame(all, OP_TEXT, true, "pause", 5);
+        for (int k = 0; k < 3; k++)
+                n += encode_frame(all + n, OP_BINARY, true, part, sizeof part);
+        n += encode_frame(all + n, OP_TEXT, true, "x", 1);
+        CHECK(f, handshake_with(&c, f->port, "/ws?mode=echo", all, n, head, sizeof head) == 101);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, OP_TEXT, "hello"));
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, OP_TEXT, "paused"));
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, OP_TEXT, "resumed"));
+        for (int k = 0; k < 3; k++)
+                CHECK(f, read_frame(&c, &fr) == 0 && frame_is_big(&fr, true, part, sizeof part));
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, OP_TEXT, "x"));
+
+        /* "pause", a message and the client's close in one read: the close is answered at once,
+         * but the connection stays until the waiting message is delivered on the resume */
+        n = encode_frame(all, OP_TEXT, true, "pause", 5);
+        n += encode_frame(all + n, OP_TEXT, true, "y", 1);
+        n += encode_frame(all + n, OP_CLOSE, true, "\003\350", 2);
+        t0 = now_usec();
+        CHECK(f, write_all(c.fd, all, n) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, OP_TEXT, "paused"));
+        CHECK(f, read_frame(&c, &fr) == 0 && close_code(&fr) == 1000);
+        CHECK(f, at_eof(&c));
+        CHECK(f, now_usec() - t0 >= (RESUME_MS - 50) * 1000ULL);
+        CHECK(f, wait_count(&f->closed, 2));
+        CHECK(f, atomic_get(&f->delivered) == 9);
+out:
+        free(fr.data);
+        client_close(&c);
+}
+
+static void c_close_in_callback(struct fixture *f)
+{
+        static struct client c = { .fd = -1 };
+        static uint8_t all[256];
+        struct frame fr = { 0 };
+        char head[4096];
+        size_t n;
+
+        /* ws_close from inside the message callback: its close frame goes out, the message behind
+         * it (same read) is dropped, sends fail with -EPIPE */
+        CHECK(f, handshake(&c, f->port, "/ws?mode=echo", head, sizeof head) == 101);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, OP_TEXT, "hello"));
+        CHECK(f, send_frame(&c, OP_TEXT, true, "first", 5) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, OP_TEXT, "first"));
+        n = encode_frame(all, OP_TEXT, true, "close", 5);
+        n += encode_frame(all + n, OP_TEXT, true, "after", 5);
+        CHECK(f, write_all(c.fd, all, n) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && close_code(&fr) == 4000 && memcmp(fr.data + 2, "bye", 3) == 0);
+        /* more data before the client's close: read (for the close) and thrown away */
+        CHECK(f, send_frame(&c, OP_TEXT, true, "later", 5) == 0);
+        CHECK(f, send_close(&c, 4000) == 0);
+        CHECK(f, at_eof(&c));
+        CHECK(f, wait_count(&f->closed, 1));
+        CHECK(f, atomic_get(&f->epipe_ok) == 1 && atomic_get(&f->delivered) == 1);
+        client_close(&c);
+
+        /* the client closes mid-message: a close frame between the pieces */
+        CHECK(f, handshake(&c, f->port, "/ws?mode=echo", head, sizeof head) == 101);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, OP_TEXT, "hello"));
+        CHECK(f, send_frame(&c, OP_BINARY, false, "part", 4) == 0);
+        CHECK(f, send_close(&c, 1000) == 0);
+        CHECK(f, read_frame(&c, &fr) == 0 && close_code(&fr) == 1000);
+        CHECK(f, at_eof(&c));
+        CHECK(f, wait_count(&f->closed, 2));
+        client_close(&c);
+
+        /* ... and just goes away in the middle of a frame */
+        CHECK(f, handshake(&c, f->port, "/ws?mode=echo", head, sizeof head) == 101);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, OP_TEXT, "hello"));
+        n = encode_frame(all, OP_BINARY, true, all + 128, 100);
+        CHECK(f, write_all(c.fd, all, n - 90) == 0);
+        client_close(&c);
+        CHECK(f, wait_count(&f->closed, 3));
+        CHECK(f, atomic_get(&f->delivered) == 1);
+out:
+        free(fr.data);
+        client_close(&c);
+}
+
+/* 256 MiB in 64 KiB binary frames (the handler refills on drain), read as fast as we can. */
+static void c_throughput(struct fixture *f)
+{
+        static struct client c = { .fd = -1 };
+        static uint8_t b[1 << 20];
+        struct frame fr = { 0 };
+        char head[4096];
+        size_t have = 0, pos = 0;
+        uint64_t left = 0, total = 0, t0;
+        bool in_payload = false;
+
+        CHECK(f, handshake(&c, f->port, "/ws?mode=pump", head, sizeof head) == 101);
+        CHECK(f, read_frame(&c, &fr) == 0 && frame_is(&fr, OP_TEXT, "hello"));
+        /* whatever read_frame read beyond "hello" first */
+        memcpy(b, c.buf, c.len);
+        have = c.len;
+        c.len = 0;
+        t0 = now_usec();
+        for (;;) {
+                ssize_t n;
+
+                if (in_payload && pos < have) {
+                        size_t k = have - pos < left ? have - pos : (size_t)left;
+
+                        pos += k;
+                        left -= k;
+                        total += k;
+                        in_payload = left > 0;
+                        continue;
+                }
+                /* a frame header (the close frame is 10 bytes: one always follows) */
+                if (!in_payload && have - pos >= 10) {
+                        uint8_t *h = b + pos;
+                        uint64_t len = h[1] & 0x7f;
+                        size_t hl = 2;
+
+                        CHECK(f, (h[1] & 0x80) == 0);
+                        if (len == 126) {
+                                len = (uint64_t)h[2] << 8 | h[3];
+                                hl = 4;
+                        } else if (len == 127) {
+                                len = 0;
+                                for (int i = 0; i < 8; i++)
+                                        len = len << 8 | h[2 + i];
+                                hl = 10;
+                        }
+                        if ((h[0] & 0x0f) == OP_CLOSE)
+                                break;
+                        CHECK(f, h[0] == (0x80 | OP_BINARY) && len == PUMP_FRAME);
+                        pos += hl;
+                        left = len;
+                        in_payload = true;
+                        continue;
+                }
+                if (pos == have)
+                        pos = have = 0;
+                else if (pos > sizeof b / 2) {
+                        memmove(b, b + pos, have - pos);
+                        have -= pos;
+                        pos = 0;
+                }
+                n = recv(c.fd, b + have, sizeof b - have, 0);
+                CHECK(f, n > 0);
+                have += (size_t)n;
+        }
+        f->pump_usec = now_usec() - t0;
+        f->pump_bytes = total;
+        CHECK(f, total == PUMP_BYTES);
+        CHECK(f, send_close(&c, 1000) == 0);
+        CHECK(f, wait_count(&f->closed, 1));
+out:
+        free(fr.data);
+        client_close(&c);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* harness */
 
@@ -1019,6 +1648,39 @@ static void test_ws_stop_open(void **state)
         }
 }
 
+static void test_ws_binary_and_drain(void **state)
+{
+        run(&fx, c_binary_and_drain);
+}
+
+static void test_ws_messages(void **state)
+{
+        run(&fx, c_messages);
+}
+
+static void test_ws_message_limits(void **state)
+{
+        run(&fx, c_message_limits);
+}
+
+static void test_ws_pause(void **state)
+{
+        run(&fx, c_pause);
+}
+
+static void test_ws_close_in_callback(void **state)
+{
+        run(&fx, c_close_in_callback);
+}
+
+static void test_ws_throughput(void **state)
+{
+        run(&fx, c_throughput);
+        printf("# ws throughput: %llu MiB server->client in 64 KiB binary frames over loopback: %.3f s, %.0f MB/s\n",
+               (unsigned long long)(fx.pump_bytes >> 20), fx.pump_usec / 1e6,
+               fx.pump_usec ? fx.pump_bytes / (double)fx.pump_usec : 0.0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -1032,6 +1694,12 @@ int main(void)
                 cmocka_unit_test(test_ws_leave_and_flood),
                 cmocka_unit_test(test_ws_bad_handshakes),
                 cmocka_unit_test(test_ws_stop_open),
+                cmocka_unit_test(test_ws_binary_and_drain),
+                cmocka_unit_test(test_ws_messages),
+                cmocka_unit_test(test_ws_message_limits),
+                cmocka_unit_test(test_ws_pause),
+                cmocka_unit_test(test_ws_close_in_callback),
+                cmocka_unit_test(test_ws_throughput),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

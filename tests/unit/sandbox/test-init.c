@@ -3,7 +3,8 @@
  * Component test of sbx-init and init-client against a real kernel: starts build/sbx-init as
  * PID 1 of fresh net+pid namespaces (so its abstract socket and its children are private), talks
  * to it through init-client, and checks spawn, stdio, exit reports, signals, LIST, GET_FDS,
- * RELEASE, the connection limit, malformed packets, CLONE_INTO_CGROUP and the seccomp filters.
+ * RELEASE, the connection limit, malformed packets, CLONE_INTO_CGROUP, the seccomp filters, and
+ * version 2: terminals (a private devpts, as in a sandbox), running as a user, kept stdin.
  * Needs root (unshare, setns); skips otherwise. sbx-init dies with the test: it is killed in the
  * group teardown, and a parent-death signal covers a crashed test.
  */
@@ -21,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <grp.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -78,14 +81,27 @@ static bool find_init(char *buf, size_t size)
         return false;
 }
 
+/* A devpts instance of our own at /dev/pts with /dev/ptmx leading to it, as sandbox/child.c sets
+ * up a sandbox's /dev (there /dev/ptmx is a symlink; here the host's node is bind-mounted over). */
+static int private_devpts(void)
+{
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+            mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5") <
+                    0 ||
+            mount("/dev/pts/ptmx", "/dev/ptmx", NULL, MS_BIND, NULL) < 0)
+                return -errno;
+        return 0;
+}
+
 /*
- * Holder: unshare (user+)net+pid, wait until the parent has written the id maps and moved it
- * into the test cgroup (sync #1, #2), become root of the namespace, fork sbx-init as PID 1 with
- * the ready pipe as fd 3, report its pid (sync #3), wait. Both die with their parent.
+ * Holder: unshare (user+)mount+net+pid, wait until the parent has written the id maps and moved
+ * it into the test cgroup (sync #1, #2), become root of the namespace, mount a private devpts,
+ * fork sbx-init as PID 1 with the ready pipe as fd 3, report its pid (sync #3), wait. Both die
+ * with their parent.
  */
 static _Noreturn void holder_main(const char *path, int ready_w, int info_w, int go_r)
 {
-        int flags = CLONE_NEWNET | CLONE_NEWPID | (T.userns ? CLONE_NEWUSER : 0);
+        int flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | (T.userns ? CLONE_NEWUSER : 0);
         char c;
         pid_t pid;
 
@@ -94,6 +110,8 @@ static _Noreturn void holder_main(const char *path, int ready_w, int info_w, int
         if (write(info_w, "u", 1) != 1 || read(go_r, &c, 1) != 1)
                 _exit(1);
         if (T.userns && (setresgid(0, 0, 0) < 0 || setgroups(0, NULL) < 0 || setresuid(0, 0, 0) < 0))
+                _exit(1);
+        if (private_devpts() < 0)
                 _exit(1);
         pid = fork();
         if (pid < 0)
@@ -303,15 +321,34 @@ static size_t read_all(int fd, char *buf, size_t size)
         return got;
 }
 
+/* Spawn with opts (cwd "/"); a pty process comes with its master only, others with 3 pipes. */
+static uint64_t spawn_opts_ok(int fd, char *const argv[], char *const envp[], const struct init_spawn_opts *opts,
+                              struct init_client_msg *ret)
+{
+        uint64_t id = T.next_id++;
+        bool pty = opts && (opts->flags & INIT_SPAWN_PTY);
+
+        assert_int_equal(init_client_send_spawn(fd, id, argv, envp, "/", opts), 0);
+        assert_int_equal(wait_msg(fd, INIT_SPAWNED, id, ret), 0);
+        assert_int_equal(ret->spawned.error, 0);
+        assert_true(ret->spawned.pid > 0);
+        assert_int_equal(ret->n_fds, pty ? 1 : 3);
+        assert_int_equal(ret->pty, pty);
+        assert_int_equal(ret->spawned.flags, pty ? INIT_SPAWNED_PTY : 0);
+        return id;
+}
+
 static uint64_t spawn_ok(int fd, char *const argv[], const char *cwd, int cgroup_fd, struct init_client_msg *ret)
 {
         uint64_t id = T.next_id++;
 
-        assert_int_equal(init_client_send_spawn(fd, id, argv, env, cwd, cgroup_fd), 0);
+        assert_int_equal(
+                init_client_send_spawn(fd, id, argv, env, cwd, &(struct init_spawn_opts){ .cgroup_fd = cgroup_fd }), 0);
         assert_int_equal(wait_msg(fd, INIT_SPAWNED, id, ret), 0);
         assert_int_equal(ret->spawned.error, 0);
         assert_true(ret->spawned.pid > 0);
         assert_int_equal(ret->n_fds, 3);
+        assert_int_equal(ret->fd_mask, INIT_FD_STDIN | INIT_FD_STDOUT | INIT_FD_STDERR);
         return id;
 }
 
@@ -440,7 +477,7 @@ static void assert_spawn_fails(int fd, char *const argv[], const char *cwd, uint
         struct init_client_msg m;
         uint64_t id = T.next_id++;
 
-        assert_int_equal(init_client_send_spawn(fd, id, argv, env, cwd, -1), 0);
+        assert_int_equal(init_client_send_spawn(fd, id, argv, env, cwd, NULL), 0);
         assert_int_equal(wait_msg(fd, INIT_SPAWNED, id, &m), 0);
         assert_int_equal(m.spawned.step, step);
         assert_int_equal(m.spawned.error, error);
@@ -539,7 +576,7 @@ static void test_list_release_dup(void **state)
         assert_int_equal(wait_exit(fd, b), 0);
 
         /* a second SPAWN with a live id is refused */
-        assert_int_equal(init_client_send_spawn(fd, a, quick, env, "/", -1), 0);
+        assert_int_equal(init_client_send_spawn(fd, a, quick, env, "/", NULL), 0);
         assert_int_equal(wait_msg(fd, INIT_SPAWNED, a, &m), 0);
         assert_int_equal(m.spawned.error, EEXIST);
         assert_int_equal(m.spawned.step, INIT_STEP_PROTO);
@@ -602,6 +639,7 @@ static void test_output_survives_reconnect(void **state)
         assert_int_equal(wait_msg(fd, INIT_FDS, id, &m), 0);
         assert_int_equal(m.result.error, 0);
         assert_int_equal(m.n_fds, 2);
+        assert_int_equal(m.fd_mask, INIT_FD_STDOUT | INIT_FD_STDERR);
         read_all(m.fds[0], out, sizeof out);
         assert_string_equal(out, "kept\n");
         read_all(m.fds[1], out, sizeof out);
@@ -697,6 +735,26 @@ static void test_malformed(void **state)
         assert_malformed(buf, n, -1);                              /* flag without fd */
         n = mk_spawn(buf, 0, 1, 0, "true\0/", 7);
         assert_malformed(buf, n, STDIN_FILENO);                    /* fd without flag */
+        n = mk_spawn(buf, INIT_SPAWN_PTY, 1, 0, "true\0/", 7);
+        assert_malformed(buf, n, -1);                              /* PTY without extension */
+        struct init_spawn_ext ext = { .cols = 80, .rows = 24 };
+        char strs[sizeof ext + 7];
+        memcpy(strs, &ext, sizeof ext);
+        memcpy(strs + sizeof ext, "true\0/", 7);
+        n = mk_spawn(buf, INIT_SPAWN_PTY | INIT_SPAWN_KEEP_STDIN, 1, 0, strs, sizeof strs);
+        assert_malformed(buf, n, -1);                              /* PTY with KEEP_STDIN */
+        ext.cols = SBX_MAX_PTY_SIZE + 1;
+        memcpy(strs, &ext, sizeof ext);
+        n = mk_spawn(buf, INIT_SPAWN_PTY, 1, 0, strs, sizeof strs);
+        assert_malformed(buf, n, -1);                              /* too wide */
+        ext = (struct init_spawn_ext){ .uid = 65535 };
+        memcpy(strs, &ext, sizeof ext);
+        n = mk_spawn(buf, INIT_SPAWN_USER, 1, 0, strs, sizeof strs);
+        assert_malformed(buf, n, -1);                              /* uid out of range */
+        h = (struct init_msg){ .type = INIT_CLOSE_STDIN, .len = 4 };
+        memcpy(buf, &h, sizeof h);
+        memset(buf + sizeof h, 0, 4);
+        assert_malformed(buf, sizeof h + 4, -1);                   /* payload on CLOSE_STDIN */
 
         /* still serving */
         _cleanup_close_ int fd = conn();
@@ -834,6 +892,286 @@ static void test_orphans_reaped(void **state)
         fail_msg("sbx-init still has children: %s", buf);
 }
 
+/* ---- version 2: terminals, users, kept stdin ---- */
+
+/* Read fd (non-blocking: a pty master or a pipe) until buf holds needle, or with needle NULL to
+ * the end: EOF, or EIO from a master once its terminal's last slave is gone. Returns the bytes
+ * read, NUL-terminated. */
+static size_t read_until(int fd, char *buf, size_t size, const char *needle)
+{
+        size_t got = 0;
+
+        buf[0] = '\0';
+        for (;;) {
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                ssize_t n;
+
+                if (needle && strstr(buf, needle))
+                        return got;
+                if (poll(&p, 1, TIMEOUT_MS) != 1)
+                        fail_msg("timed out waiting for '%s'; got '%s'", needle ? needle : "the end", buf);
+                n = read(fd, buf + got, size - 1 - got);
+                if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                        continue;
+                if (n == 0 || (n < 0 && errno == EIO)) {
+                        if (needle)
+                                fail_msg("the end before '%s'; got '%s'", needle, buf);
+                        return got;
+                }
+                assert_true(n > 0);
+                got += (size_t)n;
+                buf[got] = '\0';
+                assert_true(got < size - 1);
+        }
+}
+
+static const struct init_proc_info *list_find(const struct init_client_msg *m, uint64_t id);
+
+/* Whether sbx-init lists process id as running. */
+static bool still_running(int fd, uint64_t id)
+{
+        struct init_client_msg l;
+        const struct init_proc_info *pi;
+        bool running;
+
+        assert_int_equal(init_client_send_list(fd), 0);
+        assert_int_equal(wait_msg(fd, INIT_LIST_REPLY, 0, &l), 0);
+        pi = list_find(&l, id);
+        running = pi && !pi->exited;
+        init_client_msg_release(&l);
+        return running;
+}
+
+static void test_pty_tty_size(void **state)
+{
+        _cleanup_close_ int fd = conn();
+        char *argv[] = { "/bin/sh", "-c", "tty; stty size", NULL };
+        struct init_client_msg m;
+        char out[256], *nl;
+        uint64_t id;
+
+        id = spawn_opts_ok(fd, argv, env,
+                           &(struct init_spawn_opts){ .flags = INIT_SPAWN_PTY, .cols = 100, .rows = 30,
+                                                      .cgroup_fd = -1 },
+                           &m);
+        assert_int_equal(m.fd_mask, INIT_FD_PTY);
+        assert_int_equal(fcntl(m.fds[0], F_GETFL) & O_ACCMODE, O_RDWR);
+        read_until(m.fds[0], out, sizeof out, NULL);
+        init_client_msg_release(&m);
+        /* "/dev/pts/N" of the sandbox's own devpts, then "rows cols" (the terminal turns \n into \r\n) */
+        assert_true(strncmp(out, "/dev/pts/", 9) == 0);
+        nl = strstr(out, "\r\n");
+        assert_non_null(nl);
+        assert_true(nl > out + 9);
+        for (const char *c = out + 9; c < nl; c++)
+                assert_true(*c >= '0' && *c <= '9');
+        assert_string_equal(nl + 2, "30 100\r\n");
+        assert_int_equal(wait_exit(fd, id), 0);
+        assert_int_equal(init_client_send_release(fd, id), 0);
+
+        /* 0 x 0 is 80 x 24 */
+        char *size[] = { "stty", "size", NULL };
+        id = spawn_opts_ok(fd, size, env, &(struct init_spawn_opts){ .flags = INIT_SPAWN_PTY, .cgroup_fd = -1 }, &m);
+        read_until(m.fds[0], out, sizeof out, NULL);
+        init_client_msg_release(&m);
+        assert_string_equal(out, "24 80\r\n");
+        assert_int_equal(wait_exit(fd, id), 0);
+        assert_int_equal(init_client_send_release(fd, id), 0);
+}
+
+static void test_pty_interactive(void **state)
+{
+        _cleanup_close_ int fd = conn();
+        char *penv[] = { "PATH=/usr/local/bin:/usr/bin:/bin", "LC_ALL=C", "PS1=sbx> ", NULL };
+        /* no -i: sh is interactive because its stdin is a terminal */
+        char *argv[] = { "/bin/sh", NULL };
+        struct winsize ws = { .ws_row = 40, .ws_col = 120 };
+        struct init_client_msg m;
+        char out[1024];
+        uint64_t id;
+        int st, master;
+
+        id = spawn_opts_ok(fd, argv, penv, &(struct init_spawn_opts){ .flags = INIT_SPAWN_PTY, .cgroup_fd = -1 },
+                           &m);
+        master = m.fds[0];
+        read_until(master, out, sizeof out, "sbx> ");
+        /* the terminal echoes the line, then sh runs it */
+        assert_int_equal(write(master, "echo hi\n", 8), 8);
+        read_until(master, out, sizeof out, "echo hi\r\nhi\r\nsbx> ");
+
+        /* a resize on the master is what the program sees */
+        assert_int_equal(ioctl(master, TIOCSWINSZ, &ws), 0);
+        assert_int_equal(write(master, "stty size\n", 10), 10);
+        read_until(master, out, sizeof out, "\r\n40 120\r\nsbx> ");
+
+        assert_int_equal(write(master, "exit 7\n", 7), 7);
+        read_until(master, out, sizeof out, NULL);
+        init_client_msg_release(&m);
+        st = wait_exit(fd, id);
+        assert_true(WIFEXITED(st));
+        assert_int_equal(WEXITSTATUS(st), 7);
+        assert_int_equal(init_client_send_release(fd, id), 0);
+}
+
+static void test_user(void **state)
+{
+        _cleanup_close_ int fd = conn();
+        char *ids[] = { "sh", "-c", "id -u; id -g; id -G; grep ^Cap[EP] /proc/self/status", NULL };
+        char *tty_owner[] = { "sh", "-c", "id -u; stat -c %u:%g \"$(tty)\"", NULL };
+        char *ok[] = { "true", NULL };
+        char out[512], err[256], dir[] = "/tmp/sbx-test-init-XXXXXX";
+        struct init_client_msg m;
+        uint64_t id;
+
+        /* pipes: the ids, one group, no capabilities left */
+        id = spawn_opts_ok(fd, ids, env,
+                           &(struct init_spawn_opts){ .flags = INIT_SPAWN_USER, .uid = 1000, .gid = 1001,
+                                                      .cgroup_fd = -1 },
+                           &m);
+        m.fds[0] = safe_close(m.fds[0]);
+        read_all(m.fds[1], out, sizeof out);
+        read_all(m.fds[2], err, sizeof err);
+        init_client_msg_release(&m);
+        assert_string_equal(out, "1000\n1001\n1001\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n");
+        assert_int_equal(wait_exit(fd, id), 0);
+        assert_int_equal(init_client_send_release(fd, id), 0);
+
+        /* a terminal: it belongs to the user */
+        id = spawn_opts_ok(fd, tty_owner, env,
+                           &(struct init_spawn_opts){ .flags = INIT_SPAWN_USER | INIT_SPAWN_PTY, .uid = 1000,
+                                                      .gid = 1001, .cgroup_fd = -1 },
+                           &m);
+        read_until(m.fds[0], out, sizeof out, NULL);
+        init_client_msg_release(&m);
+        assert_string_equal(out, "1000\r\n1000:1001\r\n");
+        assert_int_equal(wait_exit(fd, id), 0);
+        assert_int_equal(init_client_send_release(fd, id), 0);
+
+        /* cwd is entered as the user: a directory only root may enter fails with EACCES */
+        assert_non_null(mkdtemp(dir));
+        assert_int_equal(chmod(dir, 0700), 0);
+        id = T.next_id++;
+        assert_int_equal(init_client_send_spawn(fd, id, ok, env, dir,
+                                                &(struct init_spawn_opts){ .flags = INIT_SPAWN_USER, .uid = 1000,
+                                                                           .gid = 1000, .cgroup_fd = -1 }),
+                         0);
+        assert_int_equal(wait_msg(fd, INIT_SPAWNED, id, &m), 0);
+        assert_int_equal(m.spawned.step, INIT_STEP_CWD);
+        assert_int_equal(m.spawned.error, EACCES);
+        assert_int_equal(m.n_fds, 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
+static void test_keep_stdin(void **state)
+{
+        _cleanup_close_ int fd = conn();
+        char *argv[] = { "cat", NULL };
+        const struct init_spawn_opts keep = { .flags = INIT_SPAWN_KEEP_STDIN, .cgroup_fd = -1 };
+        struct init_client_msg m, r;
+        char out[64];
+        uint64_t id;
+
+        /* sbxd "restarts": drops every fd; stdin survives in sbx-init */
+        id = spawn_opts_ok(fd, argv, env, &keep, &m);
+        assert_int_equal(m.fd_mask, INIT_FD_STDIN | INIT_FD_STDOUT | INIT_FD_STDERR);
+        init_client_msg_release(&m);
+        usleep(100 * 1000);
+        assert_true(still_running(fd, id));
+
+        assert_int_equal(init_client_send_get_fds(fd, id), 0);
+        assert_int_equal(wait_msg(fd, INIT_FDS, id, &m), 0);
+        assert_int_equal(m.result.error, 0);
+        assert_int_equal(m.n_fds, 3);
+        assert_int_equal(m.fd_mask, INIT_FD_STDIN | INIT_FD_STDOUT | INIT_FD_STDERR);
+        assert_int_equal(write(m.fds[0], "hello\n", 6), 6);
+        read_until(m.fds[1], out, sizeof out, "hello\n");
+        assert_string_equal(out, "hello\n");
+
+        /* sbx-init lets go; sbxd's copy still holds EOF off */
+        assert_int_equal(init_client_send_close_stdin(fd, id), 0);
+        assert_int_equal(wait_msg(fd, INIT_RESULT, id, &r), 0);
+        assert_int_equal(r.result.error, 0);
+        usleep(100 * 1000);
+        assert_true(still_running(fd, id));
+        /* nothing kept any more: GET_FDS gives only the read ends */
+        assert_int_equal(init_client_send_get_fds(fd, id), 0);
+        assert_int_equal(wait_msg(fd, INIT_FDS, id, &r), 0);
+        assert_int_equal(r.fd_mask, INIT_FD_STDOUT | INIT_FD_STDERR);
+        assert_int_equal(r.n_fds, 2);
+        init_client_msg_release(&r);
+
+        m.fds[0] = safe_close(m.fds[0]); /* the last write end: cat reads EOF */
+        read_until(m.fds[1], out, sizeof out, NULL);
+        assert_string_equal(out, "");
+        init_client_msg_release(&m);
+        assert_int_equal(wait_exit(fd, id), 0);
+
+        /* again (nothing to close) is fine; an unknown id is not */
+        assert_int_equal(init_client_send_close_stdin(fd, id), 0);
+        assert_int_equal(wait_msg(fd, INIT_RESULT, id, &r), 0);
+        assert_int_equal(r.result.error, 0);
+        assert_int_equal(init_client_send_close_stdin(fd, 999999), 0);
+        assert_int_equal(wait_msg(fd, INIT_RESULT, 999999, &r), 0);
+        assert_int_equal(r.result.error, ESRCH);
+        assert_int_equal(init_client_send_release(fd, id), 0);
+
+        /* RELEASE closes the kept stdin too: cat ends */
+        id = spawn_opts_ok(fd, argv, env, &keep, &m);
+        init_client_msg_release(&m);
+        assert_int_equal(init_client_send_release(fd, id), 0);
+        assert_int_equal(wait_exit(fd, id), 0);
+
+        /* a terminal has no stdin to keep: refused before sending */
+        assert_int_equal(init_client_send_spawn(fd, T.next_id++, argv, env, "/",
+                                                &(struct init_spawn_opts){ .flags = INIT_SPAWN_PTY |
+                                                                                    INIT_SPAWN_KEEP_STDIN,
+                                                                           .cgroup_fd = -1 }),
+                         -EINVAL);
+}
+
+static void test_pty_kept(void **state)
+{
+        _cleanup_close_ int fd = conn();
+        char *echo[] = { "sh", "-c", "echo kept", NULL };
+        char *sleeper[] = { "sleep", "100", NULL };
+        const struct init_spawn_opts pty = { .flags = INIT_SPAWN_PTY, .cgroup_fd = -1 };
+        struct init_client_msg m;
+        char out[64];
+        uint64_t id;
+        int st;
+
+        /* output waits in the terminal while sbxd is away; GET_FDS gives the master back */
+        id = spawn_opts_ok(fd, echo, env, &pty, &m);
+        init_client_msg_release(&m);
+        assert_int_equal(wait_exit(fd, id), 0);
+        (void)close(TAKE_FD(fd));
+        fd = conn();
+        assert_int_equal(init_client_send_get_fds(fd, id), 0);
+        assert_int_equal(wait_msg(fd, INIT_FDS, id, &m), 0);
+        assert_int_equal(m.result.error, 0);
+        assert_int_equal(m.fd_mask, INIT_FD_PTY);
+        assert_true(m.pty);
+        assert_int_equal(m.n_fds, 1);
+        read_until(m.fds[0], out, sizeof out, NULL);
+        assert_string_equal(out, "kept\r\n");
+        init_client_msg_release(&m);
+        assert_int_equal(init_client_send_release(fd, id), 0);
+        assert_int_equal(init_client_send_get_fds(fd, id), 0);
+        assert_int_equal(wait_msg(fd, INIT_FDS, id, &m), 0);
+        assert_int_equal(m.result.error, ESRCH);
+
+        /* sbx-init's master keeps the terminal up without sbxd; RELEASE closes it, and the kernel
+         * hangs the terminal up: SIGHUP for its session leader */
+        id = spawn_opts_ok(fd, sleeper, env, &pty, &m);
+        init_client_msg_release(&m);
+        usleep(100 * 1000);
+        assert_true(still_running(fd, id));
+        assert_int_equal(init_client_send_release(fd, id), 0);
+        st = wait_exit(fd, id);
+        assert_true(WIFSIGNALED(st));
+        assert_int_equal(WTERMSIG(st), SIGHUP);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -852,6 +1190,11 @@ int main(void)
                 cmocka_unit_test(test_seccomp),
                 cmocka_unit_test(test_cgroup),
                 cmocka_unit_test(test_orphans_reaped),
+                cmocka_unit_test(test_pty_tty_size),
+                cmocka_unit_test(test_pty_interactive),
+                cmocka_unit_test(test_user),
+                cmocka_unit_test(test_keep_stdin),
+                cmocka_unit_test(test_pty_kept),
         };
         int failed;
 
