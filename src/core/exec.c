@@ -136,16 +136,7 @@ static void exec_finish(struct exec_handle *h, int r, const struct sbx_err *err)
         call_done(h, r, err, r >= 0 ? &res : NULL);
         if (sb->ctl_fd >= 0)
                 (void)init_client_send_release(sb->ctl_fd, h->seq);
-        /* an empty group goes back to the pool (or away); one with leftover background
-         * processes stays until the sandbox stops */
-        if (h->group && !cgroup_exec_populated(&m->cg, sb->rec.id, h->group)) {
-                /* a group that was killed may still be killing (cgroup.kill also kills whatever
-                 * forks into it meanwhile): remove it instead of reusing it */
-                if (!h->killed && sb->n_free_groups < EXEC_GROUP_POOL)
-                        sb->free_groups[sb->n_free_groups++] = h->group;
-                else
-                        (void)cgroup_exec_remove(&m->cg, sb->rec.id, h->group);
-        }
+        exec__group_put(sb, h->group, h->killed);
         log_debug("exec %s/%llu: %.3f ms (spawn %.3f, run %.3f, drain %.3f)", sb->rec.id, (unsigned long long)h->seq,
                   (now_usec() - h->t0) / 1000.0, h->t_spawned ? (h->t_spawned - h->t0) / 1000.0 : 0.0,
                   h->t_exited && h->t_spawned ? (h->t_exited - h->t_spawned) / 1000.0 : 0.0,
@@ -401,6 +392,39 @@ void exec__fail_all(struct sandbox *sb, const char *why)
         }
 }
 
+int exec__group_take(struct sandbox *sb, uint64_t seq, uint64_t *ret_group, int *ret_fd)
+{
+        struct manager *m = sb->m;
+        uint64_t group;
+        int r;
+
+        *ret_group = 0;
+        if (!cgroup_has_exec_groups(&m->cg))
+                return 0;
+        group = sb->n_free_groups > 0 ? sb->free_groups[--sb->n_free_groups] : seq;
+        r = cgroup_exec_open(&m->cg, sb->rec.id, group, SBX_UID_BASE + sb->rec.uid_slot * SBX_UID_RANGE, ret_fd);
+        if (r < 0)
+                return r;
+        *ret_group = group;
+        return 0;
+}
+
+void exec__group_put(struct sandbox *sb, uint64_t group, bool killed)
+{
+        struct manager *m = sb->m;
+
+        /* an empty group goes back to the pool (or away); one with leftover background
+         * processes stays until the sandbox stops */
+        if (!group || cgroup_exec_populated(&m->cg, sb->rec.id, group))
+                return;
+        /* a group that was killed may still be killing (cgroup.kill also kills whatever forks into
+         * it meanwhile): remove it instead of reusing it */
+        if (!killed && sb->n_free_groups < EXEC_GROUP_POOL)
+                sb->free_groups[sb->n_free_groups++] = group;
+        else
+                (void)cgroup_exec_remove(&m->cg, sb->rec.id, group);
+}
+
 char **exec__build_env(const struct sandbox *sb, const struct exec_spec *spec, const char *const *extra,
                        size_t n_extra)
 {
@@ -461,22 +485,17 @@ int manager_exec(struct manager *m, const char *id, struct exec_spec *spec, cons
                 return -ENOMEM;
         }
         h->seq = ++sb->exec_seq;
-        if (cgroup_has_exec_groups(&m->cg)) {
-                h->group = sb->n_free_groups > 0 ? sb->free_groups[--sb->n_free_groups] : h->seq;
-                r = cgroup_exec_open(&m->cg, sb->rec.id, h->group, SBX_UID_BASE + sb->rec.uid_slot * SBX_UID_RANGE,
-                                     &cg_fd);
-                if (r < 0) {
-                        free(h);
-                        return sbx_err_set(err, r, "cannot create the command's cgroup: %s", strerror(-r));
-                }
+        r = exec__group_take(sb, h->seq, &h->group, &cg_fd);
+        if (r < 0) {
+                free(h);
+                return sbx_err_set(err, r, "cannot create the command's cgroup: %s", strerror(-r));
         }
         if (!spec->cwd_given && sb->spec.workdir[0])
                 snprintf(spec->cwd, sizeof spec->cwd, "%s", sb->spec.workdir);
         r = init_client_send_spawn(sb->ctl_fd, h->seq, spec->argv, env, spec->cwd,
                                    &(struct init_spawn_opts){ .cgroup_fd = cg_fd });
         if (r < 0) {
-                if (h->group && sb->n_free_groups < EXEC_GROUP_POOL)
-                        sb->free_groups[sb->n_free_groups++] = h->group;
+                exec__group_put(sb, h->group, false);
                 free(h);
                 return sbx_err_set(err, r == -EAGAIN ? -SBX_E_LIMIT : r, "cannot send the command to sbx-init: %s",
                                    strerror(-r));

@@ -185,6 +185,11 @@ void pool__free_all(struct manager *m);
 
 /* exec.c */
 void exec__on_ctl_message(struct sandbox *sb, struct init_client_msg *msg);
+/* A cgroup of the unified tree for one command or process (from the sandbox's pool of empty ones, else
+ * made, named after seq): *ret_group (0 = none: no unified tree) and an fd to spawn into. */
+int exec__group_take(struct sandbox *sb, uint64_t seq, uint64_t *ret_group, int *ret_fd);
+/* Back to the pool once empty (a group that was killed is removed instead). */
+void exec__group_put(struct sandbox *sb, uint64_t group, bool killed);
 /* The environment of a command: defaults, then extra, then the sandbox's env, then the spec's (later
  * entries win). The strings are borrowed; free() only the array. NULL on ENOMEM. */
 char **exec__build_env(const struct sandbox *sb, const struct exec_spec *spec, const char *const *extra,

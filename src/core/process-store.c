@@ -374,8 +374,8 @@ void process__start_failed(struct process *p, const struct sbx_err *err)
         p->finished = true;
         list_remove(p);
         (void)st->ops->process_delete(st, p->id, NULL, &(struct sbx_err){ 0 });
-        if (p->group && !cgroup_exec_populated(&sb->m->cg, sb->rec.id, p->group))
-                (void)cgroup_exec_remove(&sb->m->cg, sb->rec.id, p->group);
+        exec__group_put(sb, p->group, false);
+        p->group = 0;
         logs_remove(p);
         process__close(p);
         if (done)
@@ -440,7 +440,6 @@ static json_t *info_json(const struct exec_spec *spec)
 static int spawn(struct process *p, struct exec_spec *spec, const struct files_user *user, struct sbx_err *err)
 {
         struct sandbox *sb = p->sb;
-        struct manager *m = sb->m;
         _cleanup_close_ int cg_fd = -EBADF;
         _cleanup_free_ char **env = NULL;
         char home[sizeof user->home + 8], uname[sizeof user->name + 8], lname[sizeof user->name + 8];
@@ -461,13 +460,9 @@ static int spawn(struct process *p, struct exec_spec *spec, const struct files_u
         env = exec__build_env(sb, spec, extra, n_extra);
         if (!env)
                 return sbx_err_set(err, -ENOMEM, "out of memory");
-        if (cgroup_has_exec_groups(&m->cg)) {
-                r = cgroup_exec_open(&m->cg, sb->rec.id, p->seq, SBX_UID_BASE + sb->rec.uid_slot * SBX_UID_RANGE,
-                                     &cg_fd);
-                if (r < 0)
-                        return sbx_err_set(err, r, "cannot create the process's cgroup: %s", strerror(-r));
-                p->group = p->seq;
-        }
+        r = exec__group_take(sb, p->seq, &p->group, &cg_fd);
+        if (r < 0)
+                return sbx_err_set(err, r, "cannot create the process's cgroup: %s", strerror(-r));
         struct init_spawn_opts opts = {
                 .flags = (p->pty ? INIT_SPAWN_PTY : 0) | (user ? INIT_SPAWN_USER : 0) |
                          (p->stdin_keep ? INIT_SPAWN_KEEP_STDIN : 0),

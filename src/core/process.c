@@ -493,8 +493,8 @@ static void process_finish(struct process *p)
         p->ended_ms = now_realtime_ms();
         if (sb->ctl_fd >= 0)
                 (void)init_client_send_release(sb->ctl_fd, p->seq);
-        if (p->group && !cgroup_exec_populated(&sb->m->cg, sb->rec.id, p->group))
-                (void)cgroup_exec_remove(&sb->m->cg, sb->rec.id, p->group);
+        if (!p->lost)
+                exec__group_put(sb, p->group, p->killed);
         sb->n_procs_running--;
         process__save(p);
         sandbox__idle_touch(sb);
@@ -634,12 +634,13 @@ void process__spawned(struct process *p, struct init_client_msg *msg)
                 (void)uv_timer_start(&p->timer, process__on_timeout, (uint64_t)p->timeout_s * 1000, 0);
         if (p->n_attached == 0)
                 process_detached(p);
-        process__save(p);
+        /* answer first: the record's update (pid, running) is off the caller's critical path */
         if (p->done) {
                 process_done_fn done = p->done;
                 p->done = NULL;
                 done(p->done_data, 0, NULL, process_to_json(p));
         }
+        process__save(p);
 }
 
 int process__timers_init(struct process *p)

@@ -21,7 +21,7 @@
 #include "common/util.h"
 #include "core/process.h"
 
-#define FOLLOW_CHUNK (64 * 1024)       /* bytes of output per frame / event / chunk */
+#define FOLLOW_CHUNK (128 * 1024)      /* bytes of output per frame / event / chunk */
 #define FOLLOW_KEEPALIVE_MS 15000
 #define FOLLOW_STDIN_INFLIGHT (256 * 1024) /* stdin bytes from one client waiting for the pipe */
 #define WS_HEADER 9                    /* stream tag + offset */
