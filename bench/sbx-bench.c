@@ -9,7 +9,7 @@
  *
  * Usage: sbx-bench [--url URL] [--key KEY] [-n RUNS] [-w WARMUP] [--template T] [--count M]
  *                  [--pid SBXD_PID] [--timeout S] [--path P] MODE
- * Modes: freeport | wait | health | get (--path) | create | exec | cycle | density | cleanup
+ * Modes: freeport | wait | health | get (--path) | create | exec | spawn | cycle | density | cleanup
  * URL and KEY default to $SBX_URL and $SBX_KEY.
  */
 #include <curl/curl.h>
@@ -431,6 +431,45 @@ static int mode_exec(struct client *c, const struct opts *o)
         return emit_stats("exec", &s, c->connects - conn0, json_pack("{s:s}", "template", o->template));
 }
 
+/* Background process start: POST .../processes {"argv":["/bin/true"]} until its 201 (sbx-init
+ * has forked and exec'd it; it runs on, nobody waits for its end). */
+static int mode_spawn(struct client *c, const struct opts *o)
+{
+        struct samples s _samples_cleanup_ = {};
+        char id[MAX_ID], path[128];
+        long conn0 = 0;
+        int r;
+
+        if (samples_init(&s, (size_t)o->runs) < 0)
+                return -ENOMEM;
+        r = sandbox_create(c, o->template, id);
+        if (r < 0)
+                return r == -EAGAIN ? unexpected(c, "POST /v1/sandboxes") : r;
+        snprintf(path, sizeof path, "/v1/sandboxes/%s/processes", id);
+        for (long i = 0; i < o->warmup + o->runs; i++) {
+                double t0, t1;
+
+                if (i == o->warmup)
+                        conn0 = c->connects;
+                t0 = bench_now_ms();
+                r = http(c, "POST", path, "{\"argv\":[\"/bin/true\"]}", false);
+                t1 = bench_now_ms();
+                if (r < 0)
+                        break;
+                if (c->status != 201) {
+                        r = unexpected(c, "POST /v1/sandboxes/ID/processes");
+                        break;
+                }
+                if (i >= o->warmup)
+                        (void)samples_add(&s, t1 - t0);
+        }
+        if (sandbox_delete(c, id) < 0 && r == 0)
+                r = -EIO;
+        if (r < 0)
+                return r;
+        return emit_stats("spawn", &s, c->connects - conn0, json_pack("{s:s}", "template", o->template));
+}
+
 /* create + exec true + delete, all timed: the counterpart of `crun run /bin/true`. */
 static int mode_cycle(struct client *c, const struct opts *o)
 {
@@ -762,6 +801,8 @@ int main(int argc, char **argv)
                 r = mode_create(&c, &o);
         else if (strcmp(mode, "exec") == 0)
                 r = mode_exec(&c, &o);
+        else if (strcmp(mode, "spawn") == 0)
+                r = mode_spawn(&c, &o);
         else if (strcmp(mode, "cycle") == 0)
                 r = mode_cycle(&c, &o);
         else if (strcmp(mode, "density") == 0)

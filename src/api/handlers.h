@@ -48,6 +48,16 @@ void v1_process_attach(struct http_request *req);
 void v1_process_stdout(struct http_request *req);
 /* GET /v1/sandboxes/{id}/processes/{pid}/stderr: Read stderr */
 void v1_process_stderr(struct http_request *req);
+/* POST /v1/sandboxes/{id}/code: Run code */
+void v1_code_run(struct http_request *req);
+/* POST /v1/sandboxes/{id}/contexts: Create a code context */
+void v1_context_create(struct http_request *req);
+/* GET /v1/sandboxes/{id}/contexts: List code contexts */
+void v1_context_list(struct http_request *req);
+/* GET /v1/sandboxes/{id}/contexts/{cid}: Get a code context */
+void v1_context_get(struct http_request *req);
+/* DELETE /v1/sandboxes/{id}/contexts/{cid}: Delete a code context */
+void v1_context_delete(struct http_request *req);
 /* GET /v1/sandboxes/{id}/files/{path*}: Read a file */
 void v1_file_get(struct http_request *req);
 /* PUT /v1/sandboxes/{id}/files/{path*}: Write a file (body streamed to a file) */

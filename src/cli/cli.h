@@ -37,10 +37,17 @@
 #define SBX_CLI_MAX_EVENT_ID 128            /* one SSE "id:" value with its NUL (the build's are decimal counters) */
 #define SBX_CLI_SSE_RECONNECTS 5            /* build: reconnects in a row without an event before giving up */
 #define SBX_CLI_ERR_MSG_MAX 1024
-#define SBX_CLI_MAX_FILE_PATH 4096       /* a path inside a sandbox, NUL excluded; API: SBX_MAX_FILE_PATH */
-#define SBX_CLI_FS_LIST_PAGE 1000        /* ls SANDBOX:PATH page size; API: SBX_DEFAULT_FS_LIST_LIMIT */
-#define SBX_CLI_MAX_SYMLINKS 40          /* sandbox symlinks cp follows to find what a path names (Linux's) */
-#define SBX_CLI_PROGRESS_MIN (1UL << 20) /* cp: a transfer shows progress on a terminal past this many bytes */
+#define SBX_CLI_MAX_FILE_PATH 4096         /* a path inside a sandbox, NUL excluded; API: SBX_MAX_FILE_PATH */
+#define SBX_CLI_FS_LIST_PAGE 1000          /* ls SANDBOX:PATH page size; API: SBX_DEFAULT_FS_LIST_LIMIT */
+#define SBX_CLI_MAX_SYMLINKS 40            /* sandbox symlinks cp follows to find what a path names (Linux's) */
+#define SBX_CLI_PROGRESS_MIN (1UL << 20)   /* cp: a transfer shows progress on a terminal past this many bytes */
+#define SBX_CLI_WS_MAX_HEAD (16UL << 10)   /* the server's answer to a WebSocket handshake, headers */
+#define SBX_CLI_WS_MAX_MESSAGE (1UL << 20) /* one WebSocket message from the server */
+#define SBX_CLI_WS_MAX_QUEUE (1UL << 20)   /* shell: stdin queued for the server before sbx stops reading it */
+#define SBX_CLI_WS_HANDSHAKE_TIMEOUT_S 30  /* connect + handshake of a WebSocket */
+#define SBX_CLI_WS_CLOSE_WAIT_MS 2000      /* shell: wait for the server's close after the exit message */
+#define SBX_CLI_SHELL_READ (64UL << 10)    /* shell: bytes of stdin read (and sent as one frame) at a time */
+#define SBX_CLI_SHELL_EOF_REPEAT_MS 1000   /* shell: ^D sent again this often once stdin ended */
 
 /* Exit statuses of the sbx process (docs/man/sbx.1.md, EXIT STATUS). */
 enum cli_exit {
@@ -187,5 +194,15 @@ int cmd_start(struct cli *cli, int argc, char **argv, struct cli_err *err);
 int cmd_exec(struct cli *cli, int argc, char **argv, struct cli_err *err); /* cmd-exec.c */
 int cmd_cp(struct cli *cli, int argc, char **argv, struct cli_err *err);   /* cmd-files.c */
 int cmd_cat(struct cli *cli, int argc, char **argv, struct cli_err *err);  /* cmd-files.c */
+int cmd_ps(struct cli *cli, int argc, char **argv, struct cli_err *err);   /* cmd-process.c */
+int cmd_logs(struct cli *cli, int argc, char **argv, struct cli_err *err);
+int cmd_kill(struct cli *cli, int argc, char **argv, struct cli_err *err);
+int cmd_shell(struct cli *cli, int argc, char **argv, struct cli_err *err);
+/*
+ * `sbx exec -d`: POST body (a processes request: cmd or argv, cwd, env, ...) to
+ * /v1/sandboxes/ID/processes and print the new processId (with --json, the Process). Returns 0
+ * or an error. (cmd-process.c)
+ */
+int cli_process_start(struct cli *cli, const char *id, const json_t *body, struct cli_err *err);
 /* `sbx ls`: with a SANDBOX:PATH operand it lists files (cmd-files.c), else sandboxes (cmd_ls). */
 int cmd_ls_any(struct cli *cli, int argc, char **argv, struct cli_err *err);

@@ -3,7 +3,8 @@
  * `sbx exec`: run a command in a sandbox. The reply is streamed (NDJSON): each stdout/stderr
  * chunk is written to our own stdout/stderr as it arrives, and the "exit" line gives the exit
  * status sbx itself exits with. With --json the reply is the buffered result object instead.
- * This file builds the request and interprets the result; HTTP and line splitting are in
+ * With -d (--detach) the same request starts a background process instead (cmd-process.c sends
+ * it). This file builds the request and interprets the result; HTTP and line splitting are in
  * client.c.
  */
 #include <errno.h>
@@ -19,6 +20,8 @@ enum {
         OPT_ENV,
         OPT_TIMEOUT,
         OPT_STDIN,
+        OPT_TAG,
+        OPT_USER,
 };
 
 /* What the "exit" line (or the buffered result) said. */
@@ -150,13 +153,16 @@ int cmd_exec(struct cli *cli, int argc, char **argv, struct cli_err *err)
                 { "env", required_argument, NULL, OPT_ENV },
                 { "timeout", required_argument, NULL, OPT_TIMEOUT },
                 { "stdin", no_argument, NULL, OPT_STDIN },
+                { "detach", no_argument, NULL, 'd' },
+                { "tag", required_argument, NULL, OPT_TAG },
+                { "user", required_argument, NULL, OPT_USER },
                 {},
         };
         _cleanup_json_ json_t *body = json_object(), *env = json_object(), *reply = NULL;
         _cleanup_free_ char *escaped = NULL, *path = NULL;
         struct exec_result res = {};
-        const char *id = NULL, *cmd = NULL;
-        bool dashdash = false, want_stdin = false;
+        const char *id = NULL, *cmd = NULL, *tag = NULL, *user = NULL;
+        bool dashdash = false, want_stdin = false, detach = false;
         json_int_t timeout = -1;
         struct client *client;
         int c, r;
@@ -171,7 +177,7 @@ int cmd_exec(struct cli *cli, int argc, char **argv, struct cli_err *err)
         for (;;) {
                 int prev = optind > 0 ? optind : 1;
 
-                c = getopt_long(argc, argv, "+:hc:", options, NULL);
+                c = getopt_long(argc, argv, "+:hc:d", options, NULL);
                 if (c == -1) {
                         if (optind == prev + 1 && strcmp(argv[prev], "--") == 0) {
                                 dashdash = true;
@@ -207,6 +213,15 @@ int cmd_exec(struct cli *cli, int argc, char **argv, struct cli_err *err)
                 case OPT_STDIN:
                         want_stdin = true;
                         break;
+                case 'd':
+                        detach = true;
+                        break;
+                case OPT_TAG:
+                        tag = optarg;
+                        break;
+                case OPT_USER:
+                        user = optarg;
+                        break;
                 default:
                         r = cli_common_option(cli, argv[0], c, argv, err);
                         if (r != 0)
@@ -230,6 +245,17 @@ int cmd_exec(struct cli *cli, int argc, char **argv, struct cli_err *err)
                         return r;
                 if (json_object_set_new(body, "stdin", in) < 0)
                         return cli_err_set(err, -ENOMEM, "out of memory");
+        }
+
+        if (!detach && (tag || user))
+                return cli_err_set(err, -CLI_E_USAGE, "option '--%s' needs -d (see 'sbx exec --help')",
+                                   tag ? "tag" : "user");
+        if (detach) {
+                if (tag && json_object_set_new(body, "tag", json_string(tag)) < 0)
+                        return cli_err_set(err, -CLI_E_USAGE, "option '--tag': value is not valid UTF-8");
+                if (user && json_object_set_new(body, "user", json_string(user)) < 0)
+                        return cli_err_set(err, -CLI_E_USAGE, "option '--user': value is not valid UTF-8");
+                return cli_process_start(cli, id, body, err);
         }
 
         escaped = client_escape(id);

@@ -77,17 +77,63 @@ static const struct verb verbs[] = {
         { "exec", cmd_exec, "run a command in a sandbox, streaming its output",
           "usage: sbx exec [options] ID -- CMD [ARGS...]\n"
           "       sbx exec [options] ID -c 'SHELL COMMAND'\n"
+          "       sbx exec -d [--tag T] [--user U] [options] ID -- CMD [ARGS...]\n"
           "\n"
           "Run a command in a running sandbox. Its stdout and stderr are written to sbx's own\n"
           "stdout and stderr as they arrive, and sbx exits with the command's exit status\n"
           "(124 if it timed out, 137 if it was killed for lack of memory). With --json the\n"
           "output is not streamed: the whole result object is printed when the command ends.\n"
           "\n"
+          "With -d the command is started as a background process and sbx prints its process\n"
+          "id (with --json, the process object) and exits 0; see 'sbx ps', 'sbx logs' and\n"
+          "'sbx kill'.\n"
+          "\n"
           "  -c, --cmd STRING   run STRING with /bin/sh -c instead of an argv after '--'\n"
           "      --cwd DIR      working directory, absolute (server default: /root)\n"
           "      --env K=V      environment variable (repeatable)\n"
-          "      --timeout S    kill the command after S seconds (server default: 60)\n"
-          "      --stdin        send sbx's standard input (UTF-8 text, up to 1 MiB) to the command\n" },
+          "      --timeout S    kill the command after S seconds (server default: 60; with -d,\n"
+          "                     none)\n"
+          "      --stdin        send sbx's standard input (UTF-8 text, up to 1 MiB) to the command\n"
+          "  -d, --detach       start a background process, print its id\n"
+          "      --tag T        -d: a label of yours, shown in the process object\n"
+          "      --user U       -d: run as user U (a name or uid of the sandbox; default root)\n" },
+        { "ps", cmd_ps, "list the processes of a sandbox",
+          "usage: sbx ps [-a|--all] ID\n"
+          "\n"
+          "List the running processes of a sandbox as a table (PROCESS ID, PID, STATUS, EXIT,\n"
+          "STARTED, COMMAND; the command is cut to the terminal's width). With --json, one\n"
+          "object {\"processes\":[...]} with the same processes.\n"
+          "\n"
+          "  -a, --all          also the processes that ended (the server keeps the last ones)\n" },
+        { "logs", cmd_logs, "print the output of a process",
+          "usage: sbx logs [-f] [--stderr] [--from N] ID PROCESS\n"
+          "\n"
+          "Write the stdout (or stderr) a process has produced so far to standard output, byte\n"
+          "for byte. PROCESS is a process id (prc_...) or its pid in the sandbox. A terminal\n"
+          "process has one stream, read as stdout.\n"
+          "\n"
+          "  -f, --follow       go on writing output as it comes, until the process ends\n"
+          "      --stderr       the process's stderr instead of its stdout\n"
+          "      --from N       start at byte offset N of the stream (default 0)\n" },
+        { "kill", cmd_kill, "send a signal to a process",
+          "usage: sbx kill [-s SIGNAL] ID PROCESS\n"
+          "\n"
+          "Send a signal to a process (its process group). The default, KILL, ends the\n"
+          "process and everything it started. Prints nothing (with --json, the process).\n"
+          "\n"
+          "  -s, --signal SIG   a name (TERM, SIGTERM, int, ...) or a number 1..64\n" },
+        { "shell", cmd_shell, "open an interactive terminal in a sandbox",
+          "usage: sbx shell [--user U] [--cwd DIR] ID [-- CMD [ARGS...]]\n"
+          "\n"
+          "Run CMD (default: a login shell, bash if the sandbox has it, else sh) on a terminal\n"
+          "in the sandbox, sized like ours, and connect our terminal to it until it exits; sbx\n"
+          "then exits with its exit status. Our terminal is in raw mode meanwhile: keys such\n"
+          "as ^C and ^D go to the sandbox. When standard input is not a terminal, it is sent\n"
+          "as typed input and its end as ^D (once a second until the process exits); the\n"
+          "size is then 80x24. The process is killed when sbx goes away.\n"
+          "\n"
+          "      --user U       run as user U (a name or uid of the sandbox; default root)\n"
+          "      --cwd DIR      working directory, absolute\n" },
         { "cp", cmd_cp, "copy files and directories between here and a sandbox",
           "usage: sbx cp [--progress | -q] SRC DST\n"
           "\n"
@@ -192,7 +238,7 @@ void cli_usage(const char *verb, FILE *f)
               "\n" GLOBAL_OPTIONS_HELP "      --version    show the version\n"
               "\n"
               "Environment: SBX_URL, SBX_KEY. Exit status: 0 ok, 1 error (template build: the\n"
-              "build failed), 2 usage error; exec exits with the command's status.\n"
+              "build failed), 2 usage error; exec and shell exit with the command's status.\n"
               "Run 'sbx COMMAND --help' for more.\n",
               f);
 }

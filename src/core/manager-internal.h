@@ -62,6 +62,7 @@ struct sandbox {
         bool ctl_poll_init;
 
         struct process *procs;           /* process-store.c: running and recently ended, by seq */
+        struct code_context *contexts;   /* code.c: interpreters of code runs */
         unsigned n_procs, n_procs_running;
         uint32_t init_version;           /* sbx-init's protocol version (HELLO), 0 until it answered */
 
@@ -205,4 +206,10 @@ void process__sandbox_stopped(struct sandbox *sb, bool lost);
 void process__sandbox_remove(struct sandbox *sb);
 /* After an sbxd restart: the sandbox's processes from the store (before sbx-init's LIST). */
 void process__recover(struct sandbox *sb);
+
+/* code.c: contexts (core/code.h) */
+struct code_context;
+void code__sandbox_remove(struct sandbox *sb);
+/* After process__recover(): the contexts whose interpreters still run. */
+void code__recover(struct sandbox *sb);
 void exec__fail_all(struct sandbox *sb, const char *why);

@@ -276,6 +276,7 @@ void sandbox__remove_keep_slot(struct sandbox *sb)
                 return;
         sb->closed = true;
         files__sandbox_remove(sb);
+        code__sandbox_remove(sb);
         process__sandbox_remove(sb);
         sandbox_layers_release(sb);
         if (!sb->removed) {

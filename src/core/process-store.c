@@ -186,10 +186,14 @@ static void put_time(json_t *o, const char *key, uint64_t ms)
         json_object_set_new(o, key, json_string(buf));
 }
 
-json_t *process_to_json(const struct process *p)
+/* The record's fields: what the API shows plus the starter's private ones ('_' keys). */
+static json_t *process_record(const struct process *p, bool private)
 {
         json_t *o = json_copy(p->info), *streams = json_object();
         const char *sig = p->finished ? signal_to_name(p->signal) : NULL;
+        const char *k;
+        json_t *v;
+        void *it;
 
         if (!o || !streams) {
                 json_decref(o);
@@ -219,14 +223,28 @@ json_t *process_to_json(const struct process *p)
         json_object_set_new(o, "streams", streams);
         if (p->pty)
                 json_object_set_new(o, "pty", json_pack("{s:i,s:i}", "cols", p->cols, "rows", p->rows));
+        if (!private)
+                json_object_foreach_safe (o, it, k, v)
+                        if (k[0] == '_')
+                                json_object_del(o, k);
         return o;
+}
+
+json_t *process_to_json(const struct process *p)
+{
+        return process_record(p, false);
+}
+
+const json_t *process_meta(const struct process *p)
+{
+        return p->info;
 }
 
 void process__save(struct process *p)
 {
         struct store *st = p->sb->m->store;
         struct sbx_err err = { 0 };
-        json_t *o = process_to_json(p);
+        json_t *o = process_record(p, true);
         _cleanup_free_ char *text = NULL;
 
         if (!o)
@@ -434,6 +452,10 @@ static json_t *info_json(const struct exec_spec *spec)
                       "maxRunAfterDisconnect",
                       spec->max_run_after_disconnect_s >= 0 ? json_integer(spec->max_run_after_disconnect_s)
                                                             : json_null());
+        if (o && spec->meta && json_object_update(o, spec->meta) < 0) {
+                json_decref(o);
+                return NULL;
+        }
         return o;
 }
 
@@ -465,7 +487,7 @@ static int spawn(struct process *p, struct exec_spec *spec, const struct files_u
                 return sbx_err_set(err, r, "cannot create the process's cgroup: %s", strerror(-r));
         struct init_spawn_opts opts = {
                 .flags = (p->pty ? INIT_SPAWN_PTY : 0) | (user ? INIT_SPAWN_USER : 0) |
-                         (p->stdin_keep ? INIT_SPAWN_KEEP_STDIN : 0),
+                         (p->stdin_keep && !p->pty ? INIT_SPAWN_KEEP_STDIN : 0),
                 .uid = user ? user->uid : 0,
                 .gid = user ? user->gid : 0,
                 .cols = p->cols,
@@ -548,7 +570,7 @@ int manager_process_start(struct manager *m, const char *id, struct exec_spec *s
         p->pty = spec->pty;
         p->cols = spec->cols;
         p->rows = spec->rows;
-        p->stdin_keep = spec->stdin_keep;
+        p->stdin_keep = spec->stdin_keep && !spec->pty; /* a terminal's input is always open */
         p->keep_after_disconnect = spec->keep_after_disconnect;
         p->max_run_s = spec->max_run_after_disconnect_s;
         p->timeout_s = spec->timeout_s;
@@ -789,6 +811,13 @@ static int recover_row(struct sandbox *sb, const struct process_row *row)
                          json_object_get(o, "tag"), "timeout", json_object_get(o, "timeout"), "keepAfterDisconnect",
                          json_object_get(o, "keepAfterDisconnect"), "maxRunAfterDisconnect",
                          json_object_get(o, "maxRunAfterDisconnect"));
+        if (info) {
+                const char *k;
+                json_t *v;
+                json_object_foreach (o, k, v)
+                        if (k[0] == '_')
+                                json_object_set(info, k, v);
+        }
         json_decref(o);
         p->info = info;
         r = p->info ? process__timers_init(p) : -ENOMEM;

@@ -68,6 +68,8 @@ void process_ref(struct process *p);
 void process_unref(struct process *p);
 
 json_t *process_to_json(const struct process *p);
+/* What it was started with, including the starter's private '_' fields (borrowed). */
+const json_t *process_meta(const struct process *p);
 enum process_status process_status(const struct process *p);
 const char *process_id(const struct process *p);
 const char *process_kind(const struct process *p);

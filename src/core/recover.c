@@ -37,6 +37,7 @@ static void recover_running(struct sandbox *sb)
         }
         /* its processes: adopted once sbx-init lists what still runs (and what exited meanwhile) */
         process__recover(sb);
+        code__recover(sb);
         (void)init_client_send_list(sb->ctl_fd);
 }
 

@@ -635,5 +635,6 @@ void exec_spec_release(struct exec_spec *s)
         strv_free(s->argv);
         strv_free(s->env);
         free(s->stdin_data);
+        json_decref(s->meta);
         memset(s, 0, sizeof *s);
 }

@@ -58,6 +58,8 @@ struct exec_spec {
         char tag[SBX_MAX_PROCESS_TAG + 1];
         bool keep_after_disconnect;  /* default true; false: killed when its last attached client leaves */
         int64_t max_run_after_disconnect_s; /* -1 = no limit: seconds it may run once no client is attached */
+        json_t *meta;           /* owned, NULL: the starter's own fields, kept in the process record
+                                 * (keys starting with '_' are not shown by the API) */
 };
 
 int exec_spec_parse(const json_t *body, struct exec_spec *ret, struct sbx_err *err);

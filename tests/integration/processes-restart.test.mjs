@@ -115,3 +115,18 @@ test('a process that exits while sbxd is down: exit code and all output after th
         const w = await fx.api.request('GET', P(sb.id, `/${q.processId}/wait?timeout=10`));
         assert.equal(w.json.exitCode, 0);
 }));
+
+test('a code context survives kill -9 of sbxd with its state', { timeout: 120_000 }, (t) => withDaemon(t, async (fx) => {
+        const sb = await fx.api.createOk({});
+        const c = await fx.api.request('POST', `/v1/sandboxes/${sb.id}/contexts`, { language: 'python' });
+        assert.equal(c.status, 201, describe(c));
+        const ctx = c.json.contextId;
+        let r = await fx.api.request('POST', `/v1/sandboxes/${sb.id}/code`, { code: 'x = 41', contextId: ctx });
+        assert.equal(r.status, 200, describe(r));
+        await fx.daemon.kill9();
+        await fx.restart();
+        r = await fx.api.request('POST', `/v1/sandboxes/${sb.id}/code`, { code: 'print("still here")\nx + 1', contextId: ctx });
+        assert.equal(r.status, 200, describe(r));
+        assert.equal(r.json.output, '42');
+        assert.equal(r.json.stdout, 'still here\n');
+}));

@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * Code runs and contexts (docs/processes.md): POST /v1/sandboxes/{id}/code runs a snippet (python,
+ * node or bash; guessed when not named) and answers with its output; with a contextId, in that
+ * context's persistent interpreter. POST/GET .../contexts, GET/DELETE .../contexts/{cid}.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "api/handlers.h"
+#include "common/json.h"
+#include "common/limits.h"
+#include "core/code.h"
+
+/* The answer may come after the client left: it goes through a slot the request's close empties. */
+struct code_slot {
+        struct http_request *req;
+        unsigned status;
+};
+
+static void slot_closed(struct http_request *req, void *data)
+{
+        ((struct code_slot *)data)->req = NULL;
+}
+
+static void on_done(void *data, int r, const struct sbx_err *err, json_t *result)
+{
+        struct code_slot *s = data;
+
+        if (s->req) {
+                http_request_on_close(s->req, NULL, NULL);
+                if (r < 0)
+                        http_reply_error(s->req, err);
+                else
+                        http_reply_json(s->req, s->status, result);
+                result = NULL;
+        }
+        json_decref(result);
+        free(s);
+}
+
+static struct code_slot *slot_new(struct http_request *req, unsigned status)
+{
+        struct code_slot *s = calloc(1, sizeof *s);
+
+        if (!s)
+                http_reply_errorf(req, -ENOMEM, NULL, "out of memory");
+        else {
+                s->req = req;
+                s->status = status;
+        }
+        return s;
+}
+
+void v1_code_run(struct http_request *req)
+{
+        static const char *const known[] = { "code", "language", "timeout", "contextId", NULL };
+        json_t *body = http_request_json(req), *code;
+        struct code_request rq = { 0 };
+        struct sbx_err err = {};
+        struct code_slot *s;
+        int r;
+
+        if (!body)
+                return;
+        r = json_check_fields(body, known, "", &err);
+        code = json_object_get(body, "code");
+        if (r >= 0 && !code)
+                r = sbx_err_setr(&err, -SBX_E_INVALID, "missing_field", "'code' is required");
+        else if (r >= 0 && !json_is_string(code))
+                r = sbx_err_setr(&err, -SBX_E_INVALID, "invalid_type", "'code' must be a string");
+        if (r >= 0)
+                r = json_get_string(body, "language", "", 32, &rq.language, &err);
+        if (r >= 0)
+                r = json_get_u64(body, "timeout", "", 1, SBX_MAX_EXEC_TIMEOUT_S, &rq.timeout_s, &err);
+        if (r >= 0)
+                r = json_get_string(body, "contextId", "", 64, &rq.context_id, &err);
+        if (r < 0) {
+                json_decref(body);
+                http_reply_error(req, &err);
+                return;
+        }
+        rq.code = json_string_value(code);
+        rq.len = json_string_length(code);
+        s = slot_new(req, 200);
+        if (!s) {
+                json_decref(body);
+                return;
+        }
+        r = manager_code_run(api_ctx(req)->manager, http_request_param(req, 0), &rq, on_done, s, &err);
+        json_decref(body);
+        if (r < 0) {
+                free(s);
+                http_reply_error(req, &err);
+                return;
+        }
+        http_request_on_close(req, slot_closed, s);
+}
+
+void v1_context_create(struct http_request *req)
+{
+        static const char *const known[] = { "language", "cwd", "env", "user", NULL };
+        json_t *body = http_request_json(req), *spec_body = NULL;
+        struct exec_spec base = { 0 };
+        struct sbx_err err = {};
+        const char *language = NULL;
+        struct code_slot *s;
+        int r;
+
+        if (!body)
+                return;
+        r = json_check_fields(body, known, "", &err);
+        if (r >= 0)
+                r = json_get_string(body, "language", "", 32, &language, &err);
+        if (r >= 0) {
+                /* cwd, env and user are checked as a process's are */
+                spec_body = json_deep_copy(body);
+                json_object_del(spec_body, "language");
+                json_object_set_new(spec_body, "argv", json_pack("[s]", "interpreter"));
+                r = spec_body ? process_spec_parse(spec_body, &base, &err) : -ENOMEM;
+                json_decref(spec_body);
+        }
+        if (r < 0) {
+                json_decref(body);
+                http_reply_error(req, &err);
+                return;
+        }
+        s = slot_new(req, 201);
+        if (!s) {
+                json_decref(body);
+                exec_spec_release(&base);
+                return;
+        }
+        r = manager_context_create(api_ctx(req)->manager, http_request_param(req, 0), language, &base, on_done, s,
+                                   &err);
+        json_decref(body);
+        if (r < 0) {
+                exec_spec_release(&base);
+                free(s);
+                http_reply_error(req, &err);
+                return;
+        }
+        http_request_on_close(req, slot_closed, s);
+}
+
+void v1_context_list(struct http_request *req)
+{
+        struct sbx_err err = {};
+        json_t *res = NULL;
+
+        if (manager_context_list(api_ctx(req)->manager, http_request_param(req, 0), &res, &err) < 0)
+                http_reply_error(req, &err);
+        else
+                http_reply_json(req, 200, res);
+}
+
+void v1_context_get(struct http_request *req)
+{
+        struct sbx_err err = {};
+        json_t *res = NULL;
+
+        if (manager_context_get(api_ctx(req)->manager, http_request_param(req, 0), http_request_param(req, 1), &res,
+                                &err) < 0)
+                http_reply_error(req, &err);
+        else
+                http_reply_json(req, 200, res);
+}
+
+void v1_context_delete(struct http_request *req)
+{
+        struct sbx_err err = {};
+
+        if (manager_context_delete(api_ctx(req)->manager, http_request_param(req, 0), http_request_param(req, 1),
+                                   &err) < 0)
+                http_reply_error(req, &err);
+        else
+                http_reply_json(req, 204, NULL);
+}
