@@ -58,6 +58,14 @@ void v1_context_list(struct http_request *req);
 void v1_context_get(struct http_request *req);
 /* DELETE /v1/sandboxes/{id}/contexts/{cid}: Delete a code context */
 void v1_context_delete(struct http_request *req);
+/* POST /v1/sandboxes/{id}/jobs: Start a job */
+void v1_job_create(struct http_request *req);
+/* GET /v1/sandboxes/{id}/jobs: List jobs */
+void v1_job_list(struct http_request *req);
+/* GET /v1/sandboxes/{id}/jobs/{jid}: Get a job */
+void v1_job_get(struct http_request *req);
+/* POST /v1/sandboxes/{id}/jobs/{jid}/stop: Stop a job */
+void v1_job_stop(struct http_request *req);
 /* GET /v1/sandboxes/{id}/files/{path*}: Read a file */
 void v1_file_get(struct http_request *req);
 /* PUT /v1/sandboxes/{id}/files/{path*}: Write a file (body streamed to a file) */

@@ -63,6 +63,7 @@ struct process {
         bool exited;              /* sbx-init reported its exit */
         bool finished;            /* exited and its output is complete: status final */
         bool killed, timed_out;
+        bool cancelled;           /* process_stop() asked for its end */
         bool lost;                /* sbx-init no longer knew it after an sbxd restart */
         bool adopting;            /* recovered from the store, waiting for sbx-init's list and fds */
         bool exit_pending;        /* sbx-init reported the exit while adopting */

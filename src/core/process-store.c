@@ -255,6 +255,7 @@ void process__save(struct process *p)
         json_object_set_new(o, "endedMs", json_integer((json_int_t)p->ended_ms));
         json_object_set_new(o, "signalNumber", json_integer(p->signal));
         json_object_set_new(o, "stdinKept", json_boolean(p->stdin_keep && !p->stdin_closed));
+        json_object_set_new(o, "cancelled", json_boolean(p->cancelled));
         text = json_dumps(o, JSON_COMPACT);
         json_decref(o);
         if (!text)
@@ -794,6 +795,7 @@ static int recover_row(struct sandbox *sb, const struct process_row *row)
                                : -1;
         p->signal = (int)json_integer_value(json_object_get(o, "signalNumber"));
         p->stdin_keep = json_is_true(json_object_get(o, "stdinKept"));
+        p->cancelled = json_is_true(json_object_get(o, "cancelled"));
         p->keep_after_disconnect = !json_is_false(json_object_get(o, "keepAfterDisconnect"));
         p->max_run_s = json_is_integer(json_object_get(o, "maxRunAfterDisconnect"))
                                ? json_integer_value(json_object_get(o, "maxRunAfterDisconnect"))

@@ -115,7 +115,7 @@ void process_listen(struct process *p, struct process_listener *l)
         if (l->attached) {
                 p->n_attached++;
                 p->had_attached = true;
-                if (p->detach_init)
+                if (p->detach_init && !p->cancelled)
                         (void)uv_timer_stop(&p->detach_timer);
         }
 }
@@ -125,7 +125,7 @@ static void on_detached_too_long(uv_timer_t *t);
 /* The last attached client left: apply keepAfterDisconnect / maxRunAfterDisconnect. */
 static void process_detached(struct process *p)
 {
-        if (p->status != PROCESS_RUNNING || p->n_attached > 0)
+        if (p->status != PROCESS_RUNNING || p->n_attached > 0 || p->cancelled)
                 return;
         if (!p->keep_after_disconnect) {
                 /* like a terminal closing: only once someone was there */
@@ -458,6 +458,29 @@ void process__on_timeout(uv_timer_t *t)
 static void on_detached_too_long(uv_timer_t *t)
 {
         process__kill_tree(t->data);
+}
+
+int process_stop(struct process *p, unsigned grace_ms, struct sbx_err *err)
+{
+        int r;
+
+        if (p->status != PROCESS_RUNNING)
+                return sbx_err_setr(err, -SBX_E_CONFLICT, "process_not_running", "process '%s' is %s", p->id,
+                                    process_status_to_string(p->status));
+        p->cancelled = true;
+        r = grace_ms ? process_signal(p, SIGTERM, err) : 0;
+        if (r < 0 || !grace_ms || !p->detach_init) {
+                process__kill_tree(p);
+                return 0;
+        }
+        /* the same timer as maxRunAfterDisconnect: either way it ends in a kill */
+        (void)uv_timer_start(&p->detach_timer, on_detached_too_long, grace_ms, 0);
+        return 0;
+}
+
+bool process_cancelled(const struct process *p)
+{
+        return p->cancelled;
 }
 
 /* The process is gone and its output is in the logs: record how it ended, tell everyone. */

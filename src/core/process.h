@@ -80,6 +80,10 @@ bool process_ended(const struct process *p);
 /* Send a signal (1..64) to its process group; SIGKILL kills its whole tree through its cgroup
  * (processes that left the group too). 409 process_not_running once it ended. */
 int process_signal(struct process *p, int signo, struct sbx_err *err);
+/* Stop it: SIGTERM to its group, then its tree killed after grace_ms (0: at once). It counts as
+ * cancelled (process_cancelled). 409 process_not_running once it ended. */
+int process_stop(struct process *p, unsigned grace_ms, struct sbx_err *err);
+bool process_cancelled(const struct process *p);
 /* Write to its stdin (or terminal). done(data, r) once the bytes are in the pipe (r < 0: the
  * process closed it). 409 stdin_closed if its stdin is closed; 429-like -SBX_E_LIMIT if more than
  * SBX_MAX_STDIN_QUEUE bytes would wait. */

@@ -392,3 +392,48 @@ test('a stopped sandbox keeps its processes\' output; they show as killed', asyn
         assert.equal((await raw(p.processId, 'stdout', '', other.id)).body.toString(), 'before\n');
         assert.equal((await fx.api.del(other.id)).status, 204);
 });
+
+test('jobs: detached commands with pending/running/completed/failed/cancelled', async () => {
+        const J = (rest = '') => `/v1/sandboxes/${sb.id}/jobs${rest}`;
+        let r = await req('POST', J(), { cmd: 'echo built; exit 0', tag: 'build' });
+        assert.equal(r.status, 201, describe(r));
+        const ok = r.json;
+        assert.equal(ok.jobId, ok.processId);
+        assert.ok(['running', 'pending', 'completed'].includes(ok.status), ok.status);
+        assert.equal(ok.kind, 'job');
+        await wait(ok.jobId);
+        r = await req('GET', J(`/${ok.jobId}`));
+        assert.equal(r.json.status, 'completed');
+        assert.equal((await fetch(`${fx.url}${r.json.stdoutUrl}`, { headers: { authorization: `Bearer ${fx.key}` } }).then((x) => x.text())), 'built\n');
+        r = await req('POST', J(), { cmd: 'exit 2' });
+        await wait(r.json.jobId);
+        assert.equal((await req('GET', J(`/${r.json.jobId}`))).json.status, 'failed');
+        // stop: TERM first; a job that ignores it is killed after the grace period
+        r = await req('POST', J(), { argv: ['/bin/bash', '-c', 'trap "" TERM; sleep 60'] });
+        const stubborn = r.json.jobId;
+        r = await req('POST', J(), { cmd: 'sleep 60' });
+        const polite = r.json.jobId;
+        await sleep(200);
+        r = await req('POST', J(`/${polite}/stop`));
+        assert.equal(r.status, 200, describe(r));
+        assert.equal((await wait(polite)).signal, 'SIGTERM');
+        assert.equal((await req('GET', J(`/${polite}`))).json.status, 'cancelled');
+        const t0 = Date.now();
+        assert.equal((await req('POST', J(`/${stubborn}/stop`))).status, 200);
+        const w = await wait(stubborn, { timeout: 20 });
+        assert.equal(w.signal, 'SIGKILL');
+        assert.ok(Date.now() - t0 >= 4500, 'killed after the grace period');
+        const list = await req('GET', J());
+        assert.ok(list.json.jobs.every((j) => j.kind === 'job'));
+        assert.equal(list.json.jobs.find((j) => j.jobId === stubborn).status, 'cancelled');
+        // maxRunAfterDisconnect: nobody attached, so it ends after that long
+        r = await req('POST', J(), { cmd: 'sleep 60', maxRunAfterDisconnect: 1 });
+        assert.equal((await wait(r.json.jobId, { timeout: 10 })).status, 'killed');
+        assert.equal((await req('GET', J(`/${r.json.jobId}`))).json.status, 'failed');
+        // a process is not a job; bad input
+        const p = await start({ cmd: 'true' });
+        expectError(await req('GET', J(`/${p.processId}`)), 404, 'job_not_found');
+        expectError(await req('GET', J('/prc_aaaaaaaaaaaaaaaaaaaa')), 404, 'job_not_found');
+        expectError(await req('POST', J(), { cmd: 'x', pty: { cols: 10, rows: 10 } }), 400, 'unknown_field', 'pty');
+        expectError(await req('POST', J(`/${ok.jobId}/stop`)), 409, 'process_not_running');
+});
