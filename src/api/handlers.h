@@ -66,6 +66,16 @@ void v1_job_list(struct http_request *req);
 void v1_job_get(struct http_request *req);
 /* POST /v1/sandboxes/{id}/jobs/{jid}/stop: Stop a job */
 void v1_job_stop(struct http_request *req);
+/* POST /v1/sandboxes/{id}/sessions: Create a session */
+void v1_session_create(struct http_request *req);
+/* GET /v1/sandboxes/{id}/sessions: List sessions */
+void v1_session_list(struct http_request *req);
+/* GET /v1/sandboxes/{id}/sessions/{sid}: Get a session */
+void v1_session_get(struct http_request *req);
+/* DELETE /v1/sandboxes/{id}/sessions/{sid}: Delete a session */
+void v1_session_delete(struct http_request *req);
+/* POST /v1/sandboxes/{id}/sessions/{sid}/exec: Run a command in a session */
+void v1_session_exec(struct http_request *req);
 /* GET /v1/sandboxes/{id}/files/{path*}: Read a file */
 void v1_file_get(struct http_request *req);
 /* PUT /v1/sandboxes/{id}/files/{path*}: Write a file (body streamed to a file) */

@@ -65,6 +65,8 @@
 #define SBX_MAX_PROCESS_TAG 128                    /* bytes of a process's tag */
 #define SBX_MAX_STDIN_QUEUE (1024 * 1024)          /* bytes of stdin waiting for the process to read */
 #define SBX_MAX_PTY_SIZE 10000                     /* columns or rows of a terminal */
+#define SBX_MAX_SESSIONS 64                        /* sessions per sandbox */
+#define SBX_MAX_SESSION_ID 64                      /* bytes of a session's name */
 #define SBX_MAX_WAIT_S 3600                        /* one long-poll for a process's exit */
 
 /* Code runs in a context (core/code-demux.c, docs/internals/code.md) */

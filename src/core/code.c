@@ -96,7 +96,7 @@ static json_t *run_result(struct code_run *run, const char *language, const char
         json_object_set_new(o, "output", output ? json_deep_copy(output) : json_null());
         json_object_set_new(o, "error", error && !json_is_null(error) ? json_deep_copy(error) : json_null());
         json_object_set_new(o, "exitCode", json_integer(exit_code));
-        json_object_set_new(o, "language", json_string(language));
+        json_object_set_new(o, "language", language ? json_string(language) : json_null());
         json_object_set_new(o, "contextId", context_id ? json_string(context_id) : json_null());
         json_object_set_new(o, "timedOut", json_boolean(run->timed_out));
         json_object_set_new(o, "truncated", json_boolean(run->truncated));
@@ -534,7 +534,7 @@ struct oneshot {
         struct process_listener l;
         struct manager *m;
         char sandbox[SBX_ID_MAX];
-        char language[16];
+        char language[16];      /* "" = not a code run: manager_process_run()'s result */
         struct process *p;
         struct code_run run;
 };
@@ -565,7 +565,15 @@ static void oneshot_on_process(struct process_listener *l, unsigned events)
         code = (int)json_integer_value(json_object_get(pj, "exitCode"));
         o->run.timed_out = process_status(o->p) == PROCESS_TIMEOUT;
         json_decref(pj);
-        res = run_result(&o->run, o->language, NULL, code, NULL, NULL);
+        res = run_result(&o->run, o->language[0] ? o->language : NULL, NULL, code, NULL, NULL);
+        if (res && !o->language[0]) {
+                json_object_del(res, "language");
+                json_object_del(res, "contextId");
+                json_object_del(res, "output");
+                json_object_del(res, "error");
+                json_object_set_new(res, "commandId", json_string(process_id(o->p)));
+                json_object_set_new(res, "processId", json_string(process_id(o->p)));
+        }
         o->run.done(o->run.data, 0, NULL, res);
         process_unlisten(&o->l);
         process_unref(o->p);
@@ -671,6 +679,25 @@ int manager_code_run(struct manager *m, const char *id, const struct code_reques
                 exec_spec_release(&spec);
                 free(o);
         }
+        return r;
+}
+
+int manager_process_run(struct manager *m, const char *id, struct exec_spec *spec, const char *kind, code_done_fn done,
+                        void *data, struct sbx_err *err)
+{
+        struct oneshot *o = calloc(1, sizeof *o);
+        int r;
+
+        if (!o)
+                return sbx_err_set(err, -ENOMEM, "out of memory");
+        o->m = m;
+        snprintf(o->sandbox, sizeof o->sandbox, "%.*s", SBX_ID_MAX - 1, id);
+        o->run.done = done;
+        o->run.data = data;
+        o->run.t0 = now_usec();
+        r = manager_process_start(m, id, spec, kind, oneshot_started, o, err);
+        if (r < 0)
+                free(o);
         return r;
 }
 

@@ -29,6 +29,12 @@ typedef void (*code_done_fn)(void *data, int r, const struct sbx_err *err, json_
 int manager_code_run(struct manager *m, const char *id, const struct code_request *rq, code_done_fn done, void *data,
                      struct sbx_err *err);
 
+/* Start spec (as manager_process_start) and answer once it ended, with {commandId, processId,
+ * stdout, stderr, exitCode, timedOut, truncated, durationMs} (at most SBX_MAX_EXEC_OUTPUT per
+ * stream). For sessions and anything else that waits for a process's output as a whole. */
+int manager_process_run(struct manager *m, const char *id, struct exec_spec *spec, const char *kind, code_done_fn done,
+                        void *data, struct sbx_err *err);
+
 /* A context: a driver for language (python or node) started with base's cwd, env and user (base
  * is released). done gets the context JSON {contextId, language, processId, status, createdAt}. */
 int manager_context_create(struct manager *m, const char *id, const char *language, struct exec_spec *base,

@@ -63,6 +63,7 @@ struct sandbox {
 
         struct process *procs;           /* process-store.c: running and recently ended, by seq */
         struct code_context *contexts;   /* code.c: interpreters of code runs */
+        struct session *sessions;        /* session.c */
         unsigned n_procs, n_procs_running;
         uint32_t init_version;           /* sbx-init's protocol version (HELLO), 0 until it answered */
 
@@ -206,6 +207,11 @@ void process__sandbox_stopped(struct sandbox *sb, bool lost);
 void process__sandbox_remove(struct sandbox *sb);
 /* After an sbxd restart: the sandbox's processes from the store (before sbx-init's LIST). */
 void process__recover(struct sandbox *sb);
+
+/* session.c (core/session.h) */
+struct session;
+void session__sandbox_remove(struct sandbox *sb);
+void session__recover(struct sandbox *sb);
 
 /* code.c: contexts (core/code.h) */
 struct code_context;

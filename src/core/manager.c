@@ -277,6 +277,7 @@ void sandbox__remove_keep_slot(struct sandbox *sb)
         sb->closed = true;
         files__sandbox_remove(sb);
         code__sandbox_remove(sb);
+        session__sandbox_remove(sb);
         process__sandbox_remove(sb);
         sandbox_layers_release(sb);
         if (!sb->removed) {

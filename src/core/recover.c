@@ -33,11 +33,13 @@ static void recover_running(struct sandbox *sb)
                 sandbox__teardown_sync(sb);
                 sandbox__set_state(sb, SANDBOX_STOPPED, err.msg);
                 process__recover(sb); /* what ran in it ended with it */
+                session__recover(sb);
                 return;
         }
         /* its processes: adopted once sbx-init lists what still runs (and what exited meanwhile) */
         process__recover(sb);
         code__recover(sb);
+        session__recover(sb);
         (void)init_client_send_list(sb->ctl_fd);
 }
 
@@ -64,6 +66,7 @@ static void recover_one(struct sandbox *sb)
                 break;
         }
         process__recover(sb);
+        session__recover(sb);
 }
 
 /* Sandbox dirs whose record is gone or deleted: a crash during create or delete. */
