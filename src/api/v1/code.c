@@ -5,7 +5,6 @@
  * context's persistent interpreter. POST/GET .../contexts, GET/DELETE .../contexts/{cid}.
  */
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "api/api.h"
@@ -14,44 +13,23 @@
 #include "common/limits.h"
 #include "core/code.h"
 
-/* The answer may come after the client left: it goes through a slot the request's close empties. */
-struct code_slot {
-        struct http_request *req;
-        unsigned status;
-};
-
-static void slot_closed(struct http_request *req, void *data)
+/* The answers (a client that left meanwhile keeps its request until the reply: server.h). */
+static void reply(struct http_request *req, unsigned status, int r, const struct sbx_err *err, json_t *result)
 {
-        ((struct code_slot *)data)->req = NULL;
+        if (r < 0)
+                http_reply_error(req, err);
+        else
+                http_reply_json(req, status, result);
 }
 
-static void on_done(void *data, int r, const struct sbx_err *err, json_t *result)
+static void on_ran(void *data, int r, const struct sbx_err *err, json_t *result)
 {
-        struct code_slot *s = data;
-
-        if (s->req) {
-                http_request_on_close(s->req, NULL, NULL);
-                if (r < 0)
-                        http_reply_error(s->req, err);
-                else
-                        http_reply_json(s->req, s->status, result);
-                result = NULL;
-        }
-        json_decref(result);
-        free(s);
+        reply(data, 200, r, err, result);
 }
 
-static struct code_slot *slot_new(struct http_request *req, unsigned status)
+static void on_created(void *data, int r, const struct sbx_err *err, json_t *result)
 {
-        struct code_slot *s = calloc(1, sizeof *s);
-
-        if (!s)
-                http_reply_errorf(req, -ENOMEM, NULL, "out of memory");
-        else {
-                s->req = req;
-                s->status = status;
-        }
-        return s;
+        reply(data, 201, r, err, result);
 }
 
 void v1_code_run(struct http_request *req)
@@ -60,7 +38,6 @@ void v1_code_run(struct http_request *req)
         json_t *body = http_request_json(req), *code;
         struct code_request rq = { 0 };
         struct sbx_err err = {};
-        struct code_slot *s;
         int r;
 
         if (!body)
@@ -84,19 +61,10 @@ void v1_code_run(struct http_request *req)
         }
         rq.code = json_string_value(code);
         rq.len = json_string_length(code);
-        s = slot_new(req, 200);
-        if (!s) {
-                json_decref(body);
-                return;
-        }
-        r = manager_code_run(api_ctx(req)->manager, http_request_param(req, 0), &rq, on_done, s, &err);
+        r = manager_code_run(api_ctx(req)->manager, http_request_param(req, 0), &rq, on_ran, req, &err);
         json_decref(body);
-        if (r < 0) {
-                free(s);
+        if (r < 0)
                 http_reply_error(req, &err);
-                return;
-        }
-        http_request_on_close(req, slot_closed, s);
 }
 
 void v1_context_create(struct http_request *req)
@@ -106,7 +74,6 @@ void v1_context_create(struct http_request *req)
         struct exec_spec base = { 0 };
         struct sbx_err err = {};
         const char *language = NULL;
-        struct code_slot *s;
         int r;
 
         if (!body)
@@ -127,22 +94,13 @@ void v1_context_create(struct http_request *req)
                 http_reply_error(req, &err);
                 return;
         }
-        s = slot_new(req, 201);
-        if (!s) {
-                json_decref(body);
-                exec_spec_release(&base);
-                return;
-        }
-        r = manager_context_create(api_ctx(req)->manager, http_request_param(req, 0), language, &base, on_done, s,
-                                   &err);
+        r = manager_context_create(api_ctx(req)->manager, http_request_param(req, 0), language, &base, on_created,
+                                   req, &err);
         json_decref(body);
         if (r < 0) {
                 exec_spec_release(&base);
-                free(s);
                 http_reply_error(req, &err);
-                return;
         }
-        http_request_on_close(req, slot_closed, s);
 }
 
 void v1_context_list(struct http_request *req)

@@ -71,30 +71,15 @@ static struct process *find_job(struct http_request *req, struct sbx_err *err)
         return p;
 }
 
-struct job_start {
-        struct http_request *req; /* NULL once gone */
-        char sandbox[SBX_ID_MAX];
-};
-
-static void job_start_closed(struct http_request *req, void *data)
-{
-        ((struct job_start *)data)->req = NULL;
-}
-
+/* (a client that left meanwhile keeps its request until this reply: server.h) */
 static void on_job_started(void *data, int r, const struct sbx_err *err, json_t *result)
 {
-        struct job_start *js = data;
+        struct http_request *req = data;
 
-        if (js->req) {
-                http_request_on_close(js->req, NULL, NULL);
-                if (r < 0)
-                        http_reply_error(js->req, err);
-                else
-                        http_reply_json(js->req, 201, job_json(js->sandbox, result, false));
-                result = NULL;
-        }
-        json_decref(result);
-        free(js);
+        if (r < 0)
+                http_reply_error(req, err);
+        else
+                http_reply_json(req, 201, job_json(http_request_param(req, 0), result, false));
 }
 
 void v1_job_create(struct http_request *req)
@@ -102,7 +87,6 @@ void v1_job_create(struct http_request *req)
         json_t *body = http_request_json(req);
         struct exec_spec spec = { 0 };
         struct sbx_err err = {};
-        struct job_start *js;
         int r = 0;
 
         if (!body)
@@ -118,23 +102,13 @@ void v1_job_create(struct http_request *req)
                 http_reply_error(req, &err);
                 return;
         }
-        js = calloc(1, sizeof *js);
-        if (!js) {
-                exec_spec_release(&spec);
-                http_reply_errorf(req, -ENOMEM, NULL, "out of memory");
-                return;
-        }
-        js->req = req;
-        snprintf(js->sandbox, sizeof js->sandbox, "%s", http_request_param(req, 0));
         spec.keep_after_disconnect = true;
-        r = manager_process_start(api_ctx(req)->manager, js->sandbox, &spec, "job", on_job_started, js, &err);
+        r = manager_process_start(api_ctx(req)->manager, http_request_param(req, 0), &spec, "job", on_job_started,
+                                  req, &err);
         if (r < 0) {
                 exec_spec_release(&spec);
-                free(js);
                 http_reply_error(req, &err);
-                return;
         }
-        http_request_on_close(req, job_start_closed, js);
 }
 
 void v1_job_list(struct http_request *req)

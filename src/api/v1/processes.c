@@ -34,23 +34,12 @@ static struct process *find_process(struct http_request *req, struct sbx_err *er
 
 /* ---------- start, list, get ---------- */
 
-/* The done callback may come after the request is gone: it gets a slot, which the request's close
- * empties. The process runs on either way (it belongs to nobody). */
-static void start_request_closed(struct http_request *req, void *data)
-{
-        *(struct http_request **)data = NULL;
-}
-
+/* sbx-init answered (a client that left meanwhile keeps its request until this reply: server.h) */
 static void on_started(void *data, int r, const struct sbx_err *err, json_t *result)
 {
-        struct http_request **slot = data, *req = *slot;
+        struct http_request *req = data;
 
-        if (req)
-                http_request_on_close(req, NULL, NULL);
-        free(slot);
-        if (!req)
-                json_decref(result);
-        else if (r < 0)
+        if (r < 0)
                 http_reply_error(req, err);
         else
                 http_reply_json(req, 201, result);
@@ -61,33 +50,19 @@ void v1_process_start(struct http_request *req)
         json_t *body = http_request_json(req);
         struct exec_spec spec = { 0 };
         struct sbx_err err = {};
-        struct http_request **slot;
         int r;
 
         if (!body)
                 return;
         r = process_spec_parse(body, &spec, &err);
         json_decref(body);
+        if (r >= 0)
+                r = manager_process_start(api_ctx(req)->manager, http_request_param(req, 0), &spec, "process",
+                                          on_started, req, &err);
         if (r < 0) {
-                http_reply_error(req, &err);
-                return;
-        }
-        slot = malloc(sizeof *slot);
-        if (!slot) {
-                exec_spec_release(&spec);
-                http_reply_errorf(req, -ENOMEM, NULL, "out of memory");
-                return;
-        }
-        *slot = req;
-        r = manager_process_start(api_ctx(req)->manager, http_request_param(req, 0), &spec, "process", on_started,
-                                  slot, &err);
-        if (r < 0) {
-                free(slot);
                 exec_spec_release(&spec);
                 http_reply_error(req, &err);
-                return;
         }
-        http_request_on_close(req, start_request_closed, slot);
 }
 
 void v1_process_list(struct http_request *req)
@@ -152,17 +127,10 @@ void v1_process_signal(struct http_request *req)
 }
 
 struct stdin_req {
-        struct http_request *req; /* NULL once gone */
+        struct http_request *req;
         struct process *p;
         bool close_after;
 };
-
-static void stdin_req_closed(struct http_request *req, void *data)
-{
-        struct stdin_req *s = data;
-
-        s->req = NULL;
-}
 
 static void on_stdin_written(void *data, int r)
 {
@@ -173,58 +141,48 @@ static void on_stdin_written(void *data, int r)
                 r = process_close_stdin(s->p, &err);
         else if (r < 0)
                 sbx_err_setr(&err, -SBX_E_CONFLICT, "stdin_closed", "the process closed its stdin");
-        if (s->req) {
-                http_request_on_close(s->req, NULL, NULL);
-                if (r < 0)
-                        http_reply_error(s->req, &err);
-                else
-                        http_reply_json(s->req, 204, NULL);
-        }
+        if (r < 0)
+                http_reply_error(s->req, &err);
+        else
+                http_reply_json(s->req, 204, NULL);
         process_unref(s->p);
         free(s);
 }
 
-/* POST .../stdin: the raw body goes to the process; ?eof=true closes stdin after it. */
+/* POST .../stdin: the raw body goes to the process; ?eof=true closes stdin after it. Answered once
+ * the bytes are in the pipe. */
 void v1_process_stdin(struct http_request *req)
 {
         struct sbx_err err = {};
-        struct process *p = find_process(req, &err);
         const char *eof = http_request_query(req, "eof");
-        struct stdin_req *s;
         size_t len = 0;
         const char *body = http_request_body(req, &len);
-        int r;
+        struct stdin_req *s;
+        struct process *p;
 
-        if (!p) {
-                http_reply_error(req, &err);
-                return;
-        }
         if (eof && strcmp(eof, "true") != 0 && strcmp(eof, "false") != 0) {
-                process_unref(p);
                 http_reply_errorf(req, -SBX_E_INVALID, "invalid_value", "'eof' must be true or false");
                 return;
         }
-        s = calloc(1, sizeof *s);
+        p = find_process(req, &err);
+        s = p ? calloc(1, sizeof *s) : NULL;
+        if (p && !s)
+                sbx_err_set(&err, -ENOMEM, "out of memory");
         if (!s) {
                 process_unref(p);
-                http_reply_errorf(req, -ENOMEM, NULL, "out of memory");
+                http_reply_error(req, &err);
                 return;
         }
         s->req = req;
         s->p = p;
         s->close_after = eof && strcmp(eof, "true") == 0;
-        if (len == 0) {
+        if (len == 0)
                 on_stdin_written(s, 0);
-                return;
-        }
-        r = process_write_stdin(p, body, len, on_stdin_written, s, &err);
-        if (r < 0) {
+        else if (process_write_stdin(p, body, len, on_stdin_written, s, &err) < 0) {
                 process_unref(p);
                 free(s);
                 http_reply_error(req, &err);
-                return;
         }
-        http_request_on_close(req, stdin_req_closed, s);
 }
 
 void v1_process_stdin_close(struct http_request *req)

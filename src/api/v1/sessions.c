@@ -5,7 +5,6 @@
  * async (201 with the command's process; follow it under .../processes/{commandId}).
  */
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "api/api.h"
@@ -80,33 +79,23 @@ void v1_session_delete(struct http_request *req)
                 http_reply_json(req, 204, NULL);
 }
 
-struct session_exec {
-        struct http_request *req; /* NULL once gone */
-        bool async;
-};
-
-static void exec_closed(struct http_request *req, void *data)
+/* (a client that left meanwhile keeps its request until the reply: server.h) */
+static void on_ran(void *data, int r, const struct sbx_err *err, json_t *result)
 {
-        ((struct session_exec *)data)->req = NULL;
+        if (r < 0)
+                http_reply_error(data, err);
+        else
+                http_reply_json(data, 200, result);
 }
 
-static void on_exec_done(void *data, int r, const struct sbx_err *err, json_t *result)
+static void on_started(void *data, int r, const struct sbx_err *err, json_t *result)
 {
-        struct session_exec *x = data;
-
-        if (x->req) {
-                http_request_on_close(x->req, NULL, NULL);
-                if (r < 0)
-                        http_reply_error(x->req, err);
-                else {
-                        if (x->async)
-                                json_object_set(result, "commandId", json_object_get(result, "processId"));
-                        http_reply_json(x->req, x->async ? 201 : 200, result);
-                }
-                result = NULL;
+        if (r < 0) {
+                http_reply_error(data, err);
+                return;
         }
-        json_decref(result);
-        free(x);
+        json_object_set(result, "commandId", json_object_get(result, "processId"));
+        http_reply_json(data, 201, result);
 }
 
 void v1_session_exec(struct http_request *req)
@@ -117,7 +106,6 @@ void v1_session_exec(struct http_request *req)
         const char *cmd = NULL;
         uint64_t timeout_s = 0;
         bool async = false;
-        struct session_exec *x;
         int r;
 
         if (!body)
@@ -133,21 +121,10 @@ void v1_session_exec(struct http_request *req)
                 r = json_get_bool(body, json_object_get(body, "runAsync") ? "runAsync" : "async", "", &async, &err);
         if (r >= 0)
                 r = json_get_u64(body, "timeout", "", 0, SBX_MAX_PROCESS_TIMEOUT_S, &timeout_s, &err);
-        x = r >= 0 ? calloc(1, sizeof *x) : NULL;
-        if (r >= 0 && !x)
-                r = sbx_err_set(&err, -ENOMEM, "out of memory");
-        if (r >= 0 && x) {
-                x->req = req;
-                x->async = async;
+        if (r >= 0)
                 r = manager_session_exec(api_ctx(req)->manager, http_request_param(req, 0), http_request_param(req, 1),
-                                         cmd, timeout_s, async, on_exec_done, x, &err);
-                if (r < 0)
-                        free(x);
-        }
+                                         cmd, timeout_s, async, async ? on_started : on_ran, req, &err);
         json_decref(body);
-        if (r < 0) {
+        if (r < 0)
                 http_reply_error(req, &err);
-                return;
-        }
-        http_request_on_close(req, exec_closed, x);
 }
