@@ -477,6 +477,35 @@ static int pty_parse(const json_t *body, struct exec_spec *s, struct sbx_err *er
         return r < 0 ? r : 0;
 }
 
+/* "user": a name or a numeric uid of the sandbox. */
+static int user_parse(const json_t *body, struct exec_spec *s, struct sbx_err *err)
+{
+        const char *str = NULL;
+        int r = json_get_string(body, "user", "", SBX_MAX_USER, &str, err);
+
+        if (r <= 0)
+                return r;
+        if (!str[0] || strchr(str, '/') || strchr(str, ':'))
+                return invalid(err, "invalid_value", "'user' must be a user name or a numeric uid");
+        snprintf(s->user, sizeof s->user, "%s", str);
+        return 0;
+}
+
+/* "cwd": absolute, normalised. */
+static int cwd_parse(const json_t *body, struct exec_spec *s, struct sbx_err *err)
+{
+        const char *str = NULL;
+        int r = json_get_string(body, "cwd", "", SBX_MAX_CWD - 1, &str, err);
+
+        if (r <= 0)
+                return r;
+        r = spec_path_normalize("cwd", str, s->cwd, sizeof s->cwd, err);
+        if (r < 0)
+                return r;
+        s->cwd_given = true;
+        return 0;
+}
+
 /* The fields only processes have; stdin is handled by the caller. */
 static int process_fields_parse(const json_t *body, struct exec_spec *s, struct sbx_err *err)
 {
@@ -489,14 +518,9 @@ static int process_fields_parse(const json_t *body, struct exec_spec *s, struct 
                 return r;
         if (s->pty && s->stdin_data)
                 return invalid(err, "invalid_value", "'stdin' data cannot be given with 'pty': write it to the terminal");
-        r = json_get_string(body, "user", "", SBX_MAX_USER, &str, err);
+        r = user_parse(body, s, err);
         if (r < 0)
                 return r;
-        if (r > 0) {
-                if (!str[0] || strchr(str, '/') || strchr(str, ':'))
-                        return invalid(err, "invalid_value", "'user' must be a user name or a numeric uid");
-                snprintf(s->user, sizeof s->user, "%s", str);
-        }
         r = json_get_string(body, "tag", "", SBX_MAX_PROCESS_TAG, &str, err);
         if (r < 0)
                 return r;
@@ -527,7 +551,7 @@ static int spec_parse(const json_t *body, bool process, struct exec_spec *ret, s
                 .timeout_s = process ? 0 : SBX_DEFAULT_EXEC_TIMEOUT_S,
         };
         const json_t *cmdv, *argv, *in;
-        const char *cmd = NULL, *str = NULL;
+        const char *cmd = NULL;
         size_t argv_bytes = 0, env_bytes = 0;
         int r;
 
@@ -563,15 +587,9 @@ static int spec_parse(const json_t *body, bool process, struct exec_spec *ret, s
                         return r;
         }
 
-        r = json_get_string(body, "cwd", "", SBX_MAX_CWD - 1, &str, err);
+        r = cwd_parse(body, &s, err);
         if (r < 0)
                 return r;
-        if (r > 0) {
-                r = spec_path_normalize("cwd", str, s.cwd, sizeof s.cwd, err);
-                if (r < 0)
-                        return r;
-                s.cwd_given = true;
-        }
 
         r = env_parse(body, &s.env, &s.n_env, &env_bytes, err);
         if (r < 0)
@@ -626,6 +644,38 @@ int exec_spec_parse(const json_t *body, struct exec_spec *ret, struct sbx_err *e
 int process_spec_parse(const json_t *body, struct exec_spec *ret, struct sbx_err *err)
 {
         return spec_parse(body, true, ret, err);
+}
+
+int process_base_parse(const json_t *body, const char *const *fields, struct exec_spec *ret, struct sbx_err *err)
+{
+        _cleanup_(exec_spec_release) struct exec_spec s = {
+                .cwd = SPEC_DEFAULT_CWD,
+                .keep_after_disconnect = true,
+                .max_run_after_disconnect_s = -1,
+                .cols = 80,
+                .rows = 24,
+        };
+        size_t env_bytes = 0;
+        int r;
+
+        assert(ret);
+        if (body && !json_is_object(body))
+                return invalid(err, "invalid_type", "request body must be a JSON object");
+        r = json_check_fields(body, fields, "", err);
+        if (r >= 0)
+                r = cwd_parse(body, &s, err);
+        if (r >= 0)
+                r = env_parse(body, &s.env, &s.n_env, &env_bytes, err);
+        if (r >= 0 && env_bytes > SBX_MAX_ARG_BYTES / 2)
+                r = sbx_err_setr(err, -SBX_E_INVALID, "out_of_range", "'env' must be at most %d bytes",
+                                 SBX_MAX_ARG_BYTES / 2);
+        if (r >= 0)
+                r = user_parse(body, &s, err);
+        if (r < 0)
+                return r;
+        *ret = s;
+        memset(&s, 0, sizeof s);
+        return 0;
 }
 
 void exec_spec_release(struct exec_spec *s)

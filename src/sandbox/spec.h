@@ -67,6 +67,10 @@ int exec_spec_parse(const json_t *body, struct exec_spec *ret, struct sbx_err *e
  * none; stdin a string of data or a bool) plus user, pty, tag, keepAfterDisconnect,
  * maxRunAfterDisconnect. */
 int process_spec_parse(const json_t *body, struct exec_spec *ret, struct sbx_err *err);
+/* Only cwd, env and user of a process (what a session or a code context starts its processes
+ * with; env at most SBX_MAX_ARG_BYTES / 2: the rest is for the command). fields: the body's
+ * allowed keys (unknown ones are refused), which the caller's own fields are among. No argv. */
+int process_base_parse(const json_t *body, const char *const *fields, struct exec_spec *ret, struct sbx_err *err);
 void exec_spec_release(struct exec_spec *s);
 
 /* An absolute path with "//" and "/./" collapsed and no trailing '/' ("/" stays "/") into out;

@@ -70,7 +70,7 @@ void v1_code_run(struct http_request *req)
 void v1_context_create(struct http_request *req)
 {
         static const char *const known[] = { "language", "cwd", "env", "user", NULL };
-        json_t *body = http_request_json(req), *spec_body = NULL;
+        json_t *body = http_request_json(req);
         struct exec_spec base = { 0 };
         struct sbx_err err = {};
         const char *language = NULL;
@@ -78,18 +78,11 @@ void v1_context_create(struct http_request *req)
 
         if (!body)
                 return;
-        r = json_check_fields(body, known, "", &err);
+        r = process_base_parse(body, known, &base, &err);
         if (r >= 0)
                 r = json_get_string(body, "language", "", 32, &language, &err);
-        if (r >= 0) {
-                /* cwd, env and user are checked as a process's are */
-                spec_body = json_deep_copy(body);
-                json_object_del(spec_body, "language");
-                json_object_set_new(spec_body, "argv", json_pack("[s]", "interpreter"));
-                r = spec_body ? process_spec_parse(spec_body, &base, &err) : -ENOMEM;
-                json_decref(spec_body);
-        }
         if (r < 0) {
+                exec_spec_release(&base);
                 json_decref(body);
                 http_reply_error(req, &err);
                 return;

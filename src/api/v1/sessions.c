@@ -16,7 +16,7 @@
 void v1_session_create(struct http_request *req)
 {
         static const char *const known[] = { "sessionId", "cwd", "env", "user", NULL };
-        json_t *body = http_request_json(req), *spec_body, *res = NULL;
+        json_t *body = http_request_json(req), *res = NULL;
         struct exec_spec spec = { 0 };
         struct sbx_err err = {};
         const char *sid = NULL;
@@ -24,17 +24,9 @@ void v1_session_create(struct http_request *req)
 
         if (!body)
                 return;
-        r = json_check_fields(body, known, "", &err);
+        r = process_base_parse(body, known, &spec, &err);
         if (r >= 0)
                 r = json_get_string(body, "sessionId", "", SBX_MAX_SESSION_ID, &sid, &err);
-        if (r >= 0) {
-                /* cwd, env and user are checked as a process's are */
-                spec_body = json_deep_copy(body);
-                json_object_del(spec_body, "sessionId");
-                json_object_set_new(spec_body, "argv", json_pack("[s]", "sh"));
-                r = spec_body ? process_spec_parse(spec_body, &spec, &err) : -ENOMEM;
-                json_decref(spec_body);
-        }
         if (r >= 0)
                 r = manager_session_create(api_ctx(req)->manager, http_request_param(req, 0), sid, &spec, &res, &err);
         exec_spec_release(&spec);

@@ -938,6 +938,93 @@ static void test_exec_stdin_bound(void **state)
 
 /* ---- allocation failure ---- */
 
+/* ---- processes (process_spec_parse) and sessions/contexts (process_base_parse) ---- */
+
+static void process_err(const char *text, const char *reason, const char *msg)
+{
+        json_auto_t *j = J(text);
+        struct exec_spec s;
+        struct sbx_err err = {};
+
+        memset(&s, 0x5a, sizeof s);
+        assert_int_equal(process_spec_parse(j, &s, &err), -SBX_E_INVALID);
+        assert_string_equal(err.reason, reason);
+        assert_string_equal(err.msg, msg);
+}
+
+static void test_process_fields(void **state)
+{
+        json_auto_t *j = J("{\"cmd\":\"top\",\"pty\":{\"cols\":120},\"user\":\"nobody\",\"tag\":\"t\","
+                           "\"keepAfterDisconnect\":false,\"maxRunAfterDisconnect\":7,\"timeout\":0}");
+        json_auto_t *d = J("{\"argv\":[\"cat\"],\"stdin\":true}");
+        struct sbx_err err = {};
+        struct exec_spec s;
+
+        assert_int_equal(process_spec_parse(j, &s, &err), 0);
+        assert_true(s.pty);
+        assert_int_equal(s.cols, 120);
+        assert_int_equal(s.rows, 24);
+        assert_string_equal(s.user, "nobody");
+        assert_string_equal(s.tag, "t");
+        assert_false(s.keep_after_disconnect);
+        assert_int_equal(s.max_run_after_disconnect_s, 7);
+        assert_int_equal(s.timeout_s, 0);
+        exec_spec_release(&s);
+        /* the defaults: pipes, stdin closed, kept after disconnect, no limits */
+        assert_int_equal(process_spec_parse(d, &s, &err), 0);
+        assert_false(s.pty);
+        assert_true(s.stdin_keep);
+        assert_null(s.stdin_data);
+        assert_true(s.keep_after_disconnect);
+        assert_int_equal(s.max_run_after_disconnect_s, -1);
+        exec_spec_release(&s);
+        /* exec does not take the process fields */
+        exec_err("{\"cmd\":\"x\",\"pty\":true}", "unknown_field", "unknown field 'pty'");
+}
+
+static void test_process_errors(void **state)
+{
+        process_err("{\"cmd\":\"x\",\"pty\":{\"cols\":0}}", "out_of_range", "'pty.cols' must be between 1 and 10000");
+        process_err("{\"cmd\":\"x\",\"pty\":{\"rows\":10001}}", "out_of_range",
+                    "'pty.rows' must be between 1 and 10000");
+        process_err("{\"cmd\":\"x\",\"pty\":{\"size\":1}}", "unknown_field", "unknown field 'pty.size'");
+        process_err("{\"cmd\":\"x\",\"pty\":3}", "invalid_type", "'pty' must be an object {cols, rows} or a boolean");
+        process_err("{\"cmd\":\"x\",\"pty\":true,\"stdin\":\"data\"}", "invalid_value",
+                    "'stdin' data cannot be given with 'pty': write it to the terminal");
+        process_err("{\"cmd\":\"x\",\"user\":\"a/b\"}", "invalid_value", "'user' must be a user name or a numeric uid");
+        process_err("{\"cmd\":\"x\",\"user\":\"\"}", "invalid_value", "'user' must be a user name or a numeric uid");
+        process_err("{\"cmd\":\"x\",\"stdin\":3}", "invalid_type", "'stdin' must be a boolean or a string");
+        process_err("{\"cmd\":\"x\",\"timeout\":2592001}", "out_of_range", "'timeout' must be between 0 and 2592000");
+        process_err("{\"cmd\":\"x\",\"keepAfterDisconnect\":1}", "invalid_type",
+                    "'keepAfterDisconnect' must be a boolean");
+        process_err("{\"cmd\":\"x\",\"maxRunAfterDisconnect\":-1}", "out_of_range",
+                    "'maxRunAfterDisconnect' must be between 0 and 2592000");
+}
+
+static void test_process_base(void **state)
+{
+        static const char *const fields[] = { "sessionId", "cwd", "env", "user", NULL };
+        json_auto_t *ok = J("{\"sessionId\":\"s\",\"cwd\":\"/app//x/\",\"env\":{\"A\":\"1\"},\"user\":\"1000\"}");
+        json_auto_t *bad = J("{\"cwd\":\"rel\"}");
+        json_auto_t *unknown = J("{\"cmd\":\"x\"}");
+        struct sbx_err err = {};
+        struct exec_spec s;
+
+        assert_int_equal(process_base_parse(ok, fields, &s, &err), 0);
+        assert_string_equal(s.cwd, "/app/x");
+        assert_true(s.cwd_given);
+        assert_int_equal(s.n_env, 1);
+        assert_string_equal(s.env[0], "A=1");
+        assert_string_equal(s.user, "1000");
+        assert_null(s.argv);
+        exec_spec_release(&s);
+        assert_int_equal(process_base_parse(bad, fields, &s, &err), -SBX_E_INVALID);
+        assert_string_equal(err.reason, "invalid_value");
+        sbx_err_clear(&err);
+        assert_int_equal(process_base_parse(unknown, fields, &s, &err), -SBX_E_INVALID);
+        assert_string_equal(err.reason, "unknown_field");
+}
+
 static void test_sandbox_enomem(void **state)
 {
         static const char *const bodies[] = {
@@ -1040,6 +1127,9 @@ static void test_exec_enomem(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_process_fields),
+                cmocka_unit_test(test_process_errors),
+                cmocka_unit_test(test_process_base),
                 cmocka_unit_test(test_sandbox_defaults),
                 cmocka_unit_test(test_sandbox_all_fields),
                 cmocka_unit_test(test_sandbox_metadata_is_a_copy),
