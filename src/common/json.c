@@ -156,3 +156,13 @@ json_t *json_string_utf8(const char *buf, size_t len)
         free(clean);
         return s;
 }
+
+json_t *json_time_ms(uint64_t unix_ms)
+{
+        char buf[40];
+
+        if (!unix_ms)
+                return json_null();
+        format_rfc3339_ms(unix_ms, buf, sizeof buf);
+        return json_string(buf);
+}

@@ -33,5 +33,8 @@ int json_get_object(const json_t *obj, const char *key, const char *where, const
  * for text that comes from outside (command output, file names). NULL on allocation failure. */
 json_t *json_string_utf8(const char *buf, size_t len);
 
+/* A timestamp in unix ms as an RFC 3339 string with milliseconds, or JSON null for 0 (never). */
+json_t *json_time_ms(uint64_t unix_ms);
+
 /* Serialize compactly into a malloc'd string (NULL on failure). */
 char *json_dump_compact(const json_t *v);

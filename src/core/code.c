@@ -124,11 +124,9 @@ static struct code_context *context_find(struct sandbox *sb, const char *cid)
 
 static json_t *context_json(const struct code_context *c)
 {
-        char at[40];
-
-        format_rfc3339_ms(c->created_ms, at, sizeof at);
-        return json_pack("{s:s,s:s,s:s?,s:s,s:s,s:I}", "contextId", c->id, "language", c->language, "processId",
-                         c->p ? process_id(c->p) : NULL, "status", c->dead ? "exited" : "running", "createdAt", at,
+        return json_pack("{s:s,s:s,s:s?,s:s,s:o,s:I}", "contextId", c->id, "language", c->language, "processId",
+                         c->p ? process_id(c->p) : NULL, "status", c->dead ? "exited" : "running", "createdAt",
+                         json_time_ms(c->created_ms),
                          "runs", (json_int_t)(c->next_id > 0 ? c->next_id - 1 : 0));
 }
 

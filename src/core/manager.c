@@ -322,18 +322,6 @@ void sandbox__set_state(struct sandbox *sb, enum sandbox_state st, const char *r
                                               NULL, &(struct sbx_err){ 0 });
 }
 
-static void put_time(json_t *o, const char *key, uint64_t ms)
-{
-        char buf[40];
-
-        if (!ms) {
-                json_object_set_new(o, key, json_null());
-                return;
-        }
-        format_rfc3339_ms(ms, buf, sizeof buf);
-        json_object_set_new(o, key, json_string(buf));
-}
-
 json_t *sandbox__to_json(const struct sandbox *sb)
 {
         const struct sandbox_record *r = &sb->rec;
@@ -349,16 +337,17 @@ json_t *sandbox__to_json(const struct sandbox *sb)
         json_object_set_new(o, "state", json_string(sandbox_state_to_string(r->state)));
         json_object_set_new(o, "stateReason", r->state_reason[0] ? json_string(r->state_reason) : json_null());
         json_object_set_new(o, "template", json_string(r->template_name));
-        put_time(o, "createdAt", r->created_ms);
-        put_time(o, "startedAt", r->started_ms);
-        put_time(o, "updatedAt", r->updated_ms);
+        json_object_set_new(o, "createdAt", json_time_ms(r->created_ms));
+        json_object_set_new(o, "startedAt", json_time_ms(r->started_ms));
+        json_object_set_new(o, "updatedAt", json_time_ms(r->updated_ms));
         json_object_set(o, "env", json_object_get(spec, "env"));
         json_object_set(o, "workdir", json_object_get(spec, "workdir"));
         meta = json_loads(r->metadata_json ? r->metadata_json : "{}", 0, NULL);
         json_object_set_new(o, "metadata", meta ? meta : json_object());
         json_object_set(o, "resources", json_object_get(spec, "resources"));
         json_object_set(o, "timeout", json_object_get(spec, "timeout"));
-        put_time(o, "expiresAt", sb->spec.lifetime_s ? r->created_ms + sb->spec.lifetime_s * 1000 : 0);
+        json_object_set_new(o, "expiresAt",
+                            json_time_ms(sb->spec.lifetime_s ? r->created_ms + sb->spec.lifetime_s * 1000 : 0));
         json_decref(spec);
         return o;
 }

@@ -174,18 +174,6 @@ ssize_t process_read(struct process *p, enum process_stream s, uint64_t off, voi
         return stream_read(&p->s[s].log, off, buf, len);
 }
 
-static void put_time(json_t *o, const char *key, uint64_t ms)
-{
-        char buf[40];
-
-        if (!ms) {
-                json_object_set_new(o, key, json_null());
-                return;
-        }
-        format_rfc3339_ms(ms, buf, sizeof buf);
-        json_object_set_new(o, key, json_string(buf));
-}
-
 /* The record's fields: what the API shows plus the starter's private ones ('_' keys). */
 static json_t *process_record(const struct process *p, bool private)
 {
@@ -206,8 +194,8 @@ static json_t *process_record(const struct process *p, bool private)
         json_object_set_new(o, "status", json_string(process_status_to_string(p->status)));
         json_object_set_new(o, "exitCode", p->finished && p->exit_code >= 0 ? json_integer(p->exit_code) : json_null());
         json_object_set_new(o, "signal", sig ? json_string(sig) : json_null());
-        put_time(o, "startedAt", p->started_ms);
-        put_time(o, "endedAt", p->ended_ms);
+        json_object_set_new(o, "startedAt", json_time_ms(p->started_ms));
+        json_object_set_new(o, "endedAt", json_time_ms(p->ended_ms));
         json_object_set_new(o, "durationMs",
                             p->ended_ms ? json_integer((json_int_t)(p->ended_ms - p->started_ms)) : json_null());
         json_object_set_new(o, "stdinOpen", json_boolean(p->status == PROCESS_RUNNING && !p->stdin_closed &&

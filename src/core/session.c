@@ -53,13 +53,11 @@ static char *settings_key(const struct sandbox *sb, char *buf, size_t size)
 
 static json_t *session_json(const struct session *s)
 {
-        char at[40];
         json_t *o = json_deep_copy(s->spec);
 
-        format_rfc3339_ms(s->created_ms, at, sizeof at);
         if (o) {
                 json_object_set_new(o, "sessionId", json_string(s->id));
-                json_object_set_new(o, "createdAt", json_string(at));
+                json_object_set_new(o, "createdAt", json_time_ms(s->created_ms));
         }
         return o;
 }

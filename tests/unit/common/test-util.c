@@ -106,6 +106,16 @@ static void test_json_fields(void **state)
         json_decref(o);
 }
 
+static void test_json_time(void **state)
+{
+        json_t *t = json_time_ms(1700000000123ULL), *never = json_time_ms(0);
+
+        assert_true(json_is_string(t));
+        assert_string_equal(json_string_value(t), "2023-11-14T22:13:20.123Z");
+        assert_true(json_is_null(never));
+        json_decref(t);
+}
+
 static void test_err(void **state)
 {
         struct sbx_err err = { 0 };
@@ -125,6 +135,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_ids),    cmocka_unit_test(test_parse_u64), cmocka_unit_test(test_utf8),
                 cmocka_unit_test(test_time),   cmocka_unit_test(test_json_fields), cmocka_unit_test(test_err),
+                cmocka_unit_test(test_json_time),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
