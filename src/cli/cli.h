@@ -181,6 +181,14 @@ int cmd_create(struct cli *cli, int argc, char **argv, struct cli_err *err); /* 
 /* Parse a verb's arguments when it has only the common options (--json, --url, --key, --help).
  * Returns 0 to go on (operands start at optind), 1 if help was printed, or a negative error. */
 int cli_parse_plain(struct cli *cli, int argc, char **argv, struct cli_err *err);
+/*
+ * getopt_long for "VERB [options] ID [options] [-- CMD [ARGS...]]" ('+' is prepended to optstring):
+ * the next option, or -1 at the end. The first operand goes to *id, a second one is a usage error
+ * (-CLI_E_USAGE, which is below -1); '--' ends the options and sets *dashdash, with optind at the
+ * command. (main.c)
+ */
+int cli_getopt_id(int argc, char **argv, const char *optstring, const struct option *options, const char **id,
+                  bool *dashdash, struct cli_err *err);
 /* GET path and print the object: indented JSON, or one line with --json. Returns 0 or an error. */
 int cli_show(struct cli *cli, const char *path, struct cli_err *err);
 int cmd_ls(struct cli *cli, int argc, char **argv, struct cli_err *err);

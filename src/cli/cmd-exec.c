@@ -170,28 +170,9 @@ int cmd_exec(struct cli *cli, int argc, char **argv, struct cli_err *err)
         if (!body || !env)
                 return cli_err_set(err, -ENOMEM, "out of memory");
 
-        /*
-         * '+' stops at the first non-option, so options may come before and after ID and
-         * everything after '--' is the command's own argv, options included.
-         */
-        for (;;) {
-                int prev = optind > 0 ? optind : 1;
-
-                c = getopt_long(argc, argv, "+:hc:d", options, NULL);
-                if (c == -1) {
-                        if (optind == prev + 1 && strcmp(argv[prev], "--") == 0) {
-                                dashdash = true;
-                                break;
-                        }
-                        if (optind >= argc)
-                                break;
-                        if (id)
-                                return cli_err_set(err, -CLI_E_USAGE,
-                                                   "unexpected argument '%s' (put the command after '--')",
-                                                   argv[optind]);
-                        id = argv[optind++];
-                        continue;
-                }
+        while ((c = cli_getopt_id(argc, argv, ":hc:d", options, &id, &dashdash, err)) != -1) {
+                if (c < -1)
+                        return c;
                 switch (c) {
                 case 'c':
                         cmd = optarg;

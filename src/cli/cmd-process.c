@@ -844,25 +844,9 @@ int cmd_shell(struct cli *cli, int argc, char **argv, struct cli_err *err)
 
         if (!body)
                 return cli_err_set(err, -ENOMEM, "out of memory");
-        /* as in exec: options before and after ID; everything after '--' is the command */
-        for (;;) {
-                int prev = optind > 0 ? optind : 1;
-
-                c = getopt_long(argc, argv, "+:h", options, NULL);
-                if (c == -1) {
-                        if (optind == prev + 1 && strcmp(argv[prev], "--") == 0) {
-                                dashdash = true;
-                                break;
-                        }
-                        if (optind >= argc)
-                                break;
-                        if (id)
-                                return cli_err_set(err, -CLI_E_USAGE,
-                                                   "unexpected argument '%s' (put the command after '--')",
-                                                   argv[optind]);
-                        id = argv[optind++];
-                        continue;
-                }
+        while ((c = cli_getopt_id(argc, argv, ":h", options, &id, &dashdash, err)) != -1) {
+                if (c < -1)
+                        return c;
                 switch (c) {
                 case OPT_USER:
                         if (json_object_set_new(body, "user", json_string(optarg)) < 0)

@@ -277,6 +277,33 @@ int cli_show(struct cli *cli, const char *path, struct cli_err *err)
         return r < 0 ? cli_err_set(err, -EIO, "cannot write to standard output") : 0;
 }
 
+int cli_getopt_id(int argc, char **argv, const char *optstring, const struct option *options, const char **id,
+                  bool *dashdash, struct cli_err *err)
+{
+        char opts[32];
+
+        snprintf(opts, sizeof opts, "+%s", optstring);
+        /* '+' stops at the first non-option, so options may come before and after ID and
+         * everything after '--' is the command's own argv, options included */
+        for (;;) {
+                int prev = optind > 0 ? optind : 1;
+                int c = getopt_long(argc, argv, opts, options, NULL);
+
+                if (c != -1)
+                        return c;
+                if (optind == prev + 1 && strcmp(argv[prev], "--") == 0) {
+                        *dashdash = true;
+                        return -1;
+                }
+                if (optind >= argc)
+                        return -1;
+                if (*id)
+                        return cli_err_set(err, -CLI_E_USAGE, "unexpected argument '%s' (put the command after '--')",
+                                           argv[optind]);
+                *id = argv[optind++];
+        }
+}
+
 int cli_parse_plain(struct cli *cli, int argc, char **argv, struct cli_err *err)
 {
         static const struct option options[] = { CLI_COMMON_OPTIONS, {} };
