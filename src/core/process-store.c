@@ -476,7 +476,7 @@ static int spawn(struct process *p, struct exec_spec *spec, const struct files_u
                 return sbx_err_set(err, r, "cannot create the process's cgroup: %s", strerror(-r));
         struct init_spawn_opts opts = {
                 .flags = (p->pty ? INIT_SPAWN_PTY : 0) | (user ? INIT_SPAWN_USER : 0) |
-                         (p->stdin_keep && !p->pty ? INIT_SPAWN_KEEP_STDIN : 0),
+                         (p->stdin_keep ? INIT_SPAWN_KEEP_STDIN : 0),
                 .uid = user ? user->uid : 0,
                 .gid = user ? user->gid : 0,
                 .cols = p->cols,

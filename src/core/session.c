@@ -21,6 +21,7 @@
 #include "core/code.h"
 #include "core/process.h"
 #include "core/session.h"
+#include "files/files.h"
 #include "manager-internal.h"
 
 #define SESSION_STATE_DIR "/tmp"
@@ -278,6 +279,21 @@ int manager_session_exec(struct manager *m, const char *id, const char *sid, con
         return r;
 }
 
+/* On the worker pool: the state file goes (absent is fine). */
+static int unlink_state(const struct files_root *root, void *data, json_t **ret, struct sbx_err *err)
+{
+        struct sbx_err e = { 0 };
+        int r = files_delete(root, data, false, &e);
+
+        return r == -SBX_E_NOT_FOUND ? 0 : r;
+}
+
+static void unlink_state_done(void *data, int r, const struct sbx_err *err, json_t *result)
+{
+        json_decref(result);
+        free(data);
+}
+
 int manager_session_delete(struct manager *m, const char *id, const char *sid, struct sbx_err *err)
 {
         struct sandbox *sb;
@@ -301,20 +317,14 @@ int manager_session_delete(struct manager *m, const char *id, const char *sid, s
                         process_unref(p);
                 }
         json_decref(procs);
-        /* and its state file (best effort: a stopped sandbox keeps it until it runs again) */
-        if (sb->rec.state == SANDBOX_RUNNING) {
-                struct exec_spec rm = { .keep_after_disconnect = true, .max_run_after_disconnect_s = -1,
-                                        .timeout_s = 10, .cols = 80, .rows = 24, .cwd = "/" };
-                char state[128];
-                snprintf(state, sizeof state, SESSION_STATE_DIR "/.sbx-session-%s-%s", sb->rec.id, s->id);
-                rm.argv = calloc(4, sizeof *rm.argv);
-                if (rm.argv && (rm.argv[0] = strdup("/bin/rm")) && (rm.argv[1] = strdup("-f")) &&
-                    (rm.argv[2] = strdup(state))) {
-                        rm.argc = 3;
-                        if (manager_process_start(m, id, &rm, "internal", NULL, NULL, &(struct sbx_err){ 0 }) >= 0)
-                                rm.argv = NULL;
-                }
-                exec_spec_release(&rm);
+        /* and its state file, through the files library (in-root, as the sandbox's root; also while
+         * the sandbox is stopped); best effort */
+        char *state = malloc(128);
+        if (state) {
+                snprintf(state, 128, SESSION_STATE_DIR "/.sbx-session-%s-%s", sb->rec.id, s->id);
+                if (manager_files_run(m, id, false, NULL, unlink_state, state, unlink_state_done, state,
+                                      &(struct sbx_err){ 0 }) < 0)
+                        free(state);
         }
         for (struct session **pp = &sb->sessions; *pp; pp = &(*pp)->next)
                 if (*pp == s) {

@@ -6,7 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { describe, expectError, fmt, withDaemon } from '../lib/harness.mjs';
+import { describe, expectError, fmt, waitFor, withDaemon } from '../lib/harness.mjs';
 
 const S = (sb, rest = '') => `/v1/sandboxes/${sb}/sessions${rest}`;
 
@@ -56,7 +56,10 @@ test('a session keeps cwd and exports between commands; async commands; restart;
         assert.equal(x.stdout, "/tmp/it's here\ndev\n");
         // delete: a running command is killed
         const long = await run('sleep 60', { async: true });
+        assert.equal((await fx.api.sh(sb, `ls -a /tmp | grep -c '^.sbx-session-${sb}-dev$' || true`)).trim(), '1');
         assert.equal((await req('DELETE', S(sb, '/dev'))).status, 204);
+        await waitFor(async () => (await fx.api.sh(sb, `ls -a /tmp | grep -c '^.sbx-session-${sb}-dev$' || true`)).trim() === '0',
+                5000, { what: 'the session state file removed' });
         const lw = await req('GET', `/v1/sandboxes/${sb}/processes/${long.commandId}/wait?timeout=10`);
         assert.equal(lw.json.status, 'killed');
         expectError(await req('GET', S(sb, '/dev')), 404, 'session_not_found');
