@@ -12,43 +12,18 @@
 // local files live in a temp dir removed with it.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { SBX_CLI, ensureExecutable, fmt, rand, useDaemon } from '../lib/harness.mjs';
+import { SBX_CLI, ensureExecutable, fmt, rand, run, useDaemon } from '../lib/harness.mjs';
 
 const fx = useDaemon({}, () => ensureExecutable(SBX_CLI, 'sbx'));
 
-/* Run sbx with stdout kept as bytes: {code, stdout (Buffer), out (its text), stderr}. */
-function sbx(args, { input, timeoutMs = 60_000, cwd } = {}) {
-        const env = { ...process.env, SBX_URL: fx.url, SBX_KEY: fx.key };
-        return new Promise((resolve, reject) => {
-                const p = spawn(SBX_CLI, args, { env, cwd, stdio: ['pipe', 'pipe', 'pipe'] });
-                const out = [];
-                let stderr = '';
-                p.stdout.on('data', (c) => out.push(c));
-                p.stderr.setEncoding('utf8');
-                p.stderr.on('data', (c) => (stderr += c));
-                const timer = setTimeout(() => {
-                        p.kill('SIGKILL');
-                        reject(new Error(`sbx ${args.join(' ')} timed out after ${timeoutMs} ms; stderr ${fmt(stderr)}`));
-                }, timeoutMs);
-                p.on('error', (e) => {
-                        clearTimeout(timer);
-                        reject(e);
-                });
-                p.on('close', (code, signal) => {
-                        clearTimeout(timer);
-                        const stdout = Buffer.concat(out);
-                        resolve({ code, signal, stdout, out: stdout.toString('utf8'), stderr });
-                });
-                p.stdin.on('error', () => {});
-                p.stdin.end(input ?? '');
-        });
-}
+/* Run sbx with SBX_URL/SBX_KEY set: {code, signal, stdout (Buffer), out (its text), stderr, ms}. */
+const sbx = (args, opts = {}) =>
+        run(SBX_CLI, args, { env: { ...process.env, SBX_URL: fx.url, SBX_KEY: fx.key }, binary: true, ...opts });
 
 const show = (r) => `exit ${r.code}, stdout ${fmt(r.out, 600)}, stderr ${fmt(r.stderr)}`;
 

@@ -8,9 +8,8 @@
 // bad input: an unknown process is exit 1 with the server's message, a bad signal a usage error.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { test } from 'node:test';
-import { SBX_CLI, ensureExecutable, fmt, unknownId, useDaemon, waitFor } from '../lib/harness.mjs';
+import { SBX_CLI, ensureExecutable, fmt, run, unknownId, useDaemon, waitFor } from '../lib/harness.mjs';
 
 let sb;
 const fx = useDaemon({}, async (f) => {
@@ -22,33 +21,8 @@ const P = (id, rest = '') => `/v1/sandboxes/${id}/processes${rest}`;
 const PRC_RE = /^prc_[a-z0-9]+$/;
 
 /* Run sbx with SBX_URL/SBX_KEY set: {code, signal, stdout (Buffer), out (its text), stderr, ms}. */
-function sbx(args, { input = '', timeoutMs = 60_000 } = {}) {
-        return new Promise((resolve, reject) => {
-                const t0 = performance.now();
-                const env = { ...process.env, SBX_URL: fx.url, SBX_KEY: fx.key };
-                const p = spawn(SBX_CLI, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
-                const out = [];
-                let stderr = '';
-                p.stdout.on('data', (c) => out.push(c));
-                p.stderr.setEncoding('utf8');
-                p.stderr.on('data', (c) => (stderr += c));
-                const timer = setTimeout(() => {
-                        p.kill('SIGKILL');
-                        reject(new Error(`sbx ${args.join(' ')} timed out after ${timeoutMs} ms; stderr ${fmt(stderr)}`));
-                }, timeoutMs);
-                p.on('error', (e) => {
-                        clearTimeout(timer);
-                        reject(e);
-                });
-                p.on('close', (code, signal) => {
-                        clearTimeout(timer);
-                        const stdout = Buffer.concat(out);
-                        resolve({ code, signal, stdout, out: stdout.toString('utf8'), stderr, ms: performance.now() - t0 });
-                });
-                p.stdin.on('error', () => {});
-                p.stdin.end(input);
-        });
-}
+const sbx = (args, opts = {}) =>
+        run(SBX_CLI, args, { env: { ...process.env, SBX_URL: fx.url, SBX_KEY: fx.key }, binary: true, ...opts });
 
 const show = (r) => `exit ${r.code}, stdout ${fmt(r.out)}, stderr ${fmt(r.stderr)}`;
 

@@ -1110,23 +1110,25 @@ export function useDaemon(opts = {}, setup = null) {
         return fx;
 }
 
-/* Run a host command asynchronously: {code, signal, stdout, stderr, ms}. */
-export function run(cmd, args, { env, input, timeoutMs = 60_000, onStdout } = {}) {
+/* Run a host command asynchronously: {code, signal, stdout, stderr, ms}. With binary, stdout is a
+ * Buffer and out its text. */
+export function run(cmd, args, { env, input, cwd, binary = false, timeoutMs = 60_000, onStdout } = {}) {
         return new Promise((resolve, reject) => {
                 const t0 = performance.now();
-                const p = spawn(cmd, args, { env: env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
-                let stdout = '';
+                const p = spawn(cmd, args, { env: env ?? process.env, cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+                const out = [];
+                const dec = new TextDecoder();
                 let stderr = '';
-                p.stdout.setEncoding('utf8');
                 p.stderr.setEncoding('utf8');
                 p.stdout.on('data', (c) => {
-                        stdout += c;
-                        onStdout?.(c, performance.now() - t0);
+                        out.push(c);
+                        onStdout?.(dec.decode(c, { stream: true }), performance.now() - t0);
                 });
                 p.stderr.on('data', (c) => (stderr += c));
+                const text = () => Buffer.concat(out).toString('utf8');
                 const timer = setTimeout(() => {
                         p.kill('SIGKILL');
-                        reject(new Error(`${cmd} ${args.join(' ')} timed out after ${timeoutMs} ms; stdout ${fmt(stdout)} stderr ${fmt(stderr)}`));
+                        reject(new Error(`${cmd} ${args.join(' ')} timed out after ${timeoutMs} ms; stdout ${fmt(text())} stderr ${fmt(stderr)}`));
                 }, timeoutMs);
                 p.on('error', (e) => {
                         clearTimeout(timer);
@@ -1134,7 +1136,10 @@ export function run(cmd, args, { env, input, timeoutMs = 60_000, onStdout } = {}
                 });
                 p.on('close', (code, signal) => {
                         clearTimeout(timer);
-                        resolve({ code, signal, stdout, stderr, ms: performance.now() - t0 });
+                        const bytes = Buffer.concat(out);
+                        const r = { code, signal, stdout: binary ? bytes : bytes.toString('utf8'), stderr, ms: performance.now() - t0 };
+                        if (binary) r.out = bytes.toString('utf8');
+                        resolve(r);
                 });
                 p.stdin.on('error', () => {});
                 p.stdin.end(input ?? '');
