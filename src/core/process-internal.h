@@ -46,6 +46,7 @@ struct process {
         bool in_init;
         int in_fd;                /* owned by `in` */
         size_t in_queued;
+        struct stdin_write *stdin_waiting; /* writes made while adopting, sent once the pipe is back */
         bool stdin_closed;
 
         uv_timer_t timer, grace_timer, detach_timer;
@@ -82,10 +83,14 @@ void process__on_timeout(uv_timer_t *t);
 int process__attach_fds(struct process *p, int in_fd, int out_fd, int err_fd);
 int process__stdin_open(struct process *p, int fd);
 void process__on_stdin_shutdown(uv_shutdown_t *sd, int status);
+/* Send the writes that waited for the adoption (or fail them if no stdin came back). */
+void process__stdin_flush(struct process *p);
 int process__timers_init(struct process *p);
 void process__close(struct process *p);
 
 /* process-store.c */
+/* Make (or, after a restart, open) stream s's log: at its first byte. */
+int process__log_create(struct process *p, enum process_stream s);
 void process__save(struct process *p);
 void process__evict(struct sandbox *sb);
 void process__start_failed(struct process *p, const struct sbx_err *err);

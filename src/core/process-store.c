@@ -121,27 +121,43 @@ static void log_name(const struct process *p, enum process_stream s, char *buf, 
         snprintf(buf, size, "%s.%s", p->id, process_stream_to_string(s));
 }
 
-static int logs_open(struct process *p, bool create)
+/* Open the logs that exist (a process that wrote nothing to a stream has none: it reads as empty). */
+static int logs_open(struct process *p)
 {
-        _cleanup_close_ int dfd = streams_dir(p->sb, create);
+        _cleanup_close_ int dfd = streams_dir(p->sb, false);
         uint64_t cap = p->sb->m->stream_log_bytes;
         char name[64];
 
+        if (dfd == -ENOENT)
+                return 0;
         if (dfd < 0)
                 return dfd;
         for (int i = 0; i < _PROCESS_STREAM_MAX; i++) {
                 if (!process_has_stream(p, i) || p->s[i].log.fd >= 0)
                         continue;
                 log_name(p, i, name, sizeof name);
-                int r = stream_open(&p->s[i].log, dfd, name, cap, create);
-                if (r == -ENOENT && !create) {
-                        /* lost (a crash between the row and the file): an empty log */
-                        r = stream_open(&p->s[i].log, dfd, name, cap, true);
-                }
-                if (r < 0)
+                int r = stream_open(&p->s[i].log, dfd, name, cap, false);
+                if (r < 0 && r != -ENOENT)
                         return r;
         }
         return 0;
+}
+
+/* A stream's log is made when its first byte comes: most commands leave one of their streams (or
+ * both) empty, and a start then costs no file creation. */
+int process__log_create(struct process *p, enum process_stream s)
+{
+        _cleanup_close_ int dfd = streams_dir(p->sb, true);
+        char name[64];
+        int r;
+
+        if (dfd < 0)
+                return dfd;
+        log_name(p, s, name, sizeof name);
+        r = stream_open(&p->s[s].log, dfd, name, p->sb->m->stream_log_bytes, true);
+        if (r == -EEXIST)
+                r = stream_open(&p->s[s].log, dfd, name, p->sb->m->stream_log_bytes, false);
+        return r;
 }
 
 static void logs_close(struct process *p)
@@ -166,8 +182,8 @@ ssize_t process_read(struct process *p, enum process_stream s, uint64_t off, voi
 {
         if (!process_has_stream(p, s))
                 return -ENOENT;
-        if (p->s[s].log.fd < 0) {
-                int r = logs_open(p, false);
+        if (p->s[s].log.fd < 0 && p->s[s].log.end > 0) {
+                int r = logs_open(p);
                 if (r < 0)
                         return r;
         }
@@ -504,6 +520,8 @@ static struct process *process_new(struct sandbox *sb)
         p->sb = sb;
         sandbox_ref(sb);
         p->refs = 1; /* the list's */
+        for (int i = 0; i < _PROCESS_STREAM_MAX; i++)
+                p->s[i].log.cap = sb->m->stream_log_bytes;
         p->exit_code = -1;
         p->in_fd = -EBADF;
         p->max_run_s = -1;
@@ -570,12 +588,6 @@ int manager_process_start(struct manager *m, const char *id, struct exec_spec *s
                 process_unref(p);
                 return sbx_err_set(err, -ENOMEM, "out of memory");
         }
-        r = logs_open(p, true);
-        if (r < 0) {
-                logs_remove(p);
-                process_unref(p);
-                return sbx_err_set(err, r, "cannot create the output logs: %s", strerror(-r));
-        }
         r = process__timers_init(p);
         if (r < 0) {
                 logs_remove(p);
@@ -628,6 +640,7 @@ static void on_fds(struct process *p, struct init_client_msg *msg)
         }
         if (!p->in_init)
                 p->stdin_closed = true;
+        process__stdin_flush(p);
         if (p->exit_pending)
                 process__end_now(p, p->pending_status);
         else if (msg->result.error)
@@ -812,7 +825,7 @@ static int recover_row(struct sandbox *sb, const struct process_row *row)
         p->info = info;
         r = p->info ? process__timers_init(p) : -ENOMEM;
         if (r >= 0)
-                r = logs_open(p, false);
+                r = logs_open(p);
         if (r < 0) {
                 process__close(p);
                 process_unref(p);

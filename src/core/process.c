@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -183,6 +184,14 @@ static void source_close(struct process *p, struct pstream *ps)
         ps->fd = safe_close(ps->fd);
 }
 
+/* A pipe with no byte in it is readable only once every writer closed it. */
+static bool pipe_hung_up(int fd)
+{
+        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+        return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLHUP);
+}
+
 /* Move what the source holds into the log; true if anything came. Closes the source at its end. */
 static bool pump(struct process *p, struct pstream *ps)
 {
@@ -191,6 +200,7 @@ static bool pump(struct process *p, struct pstream *ps)
 
         while (ps->fd >= 0 && moved < PUMP_BUDGET) {
                 ssize_t n;
+                int r;
 
                 if (p->pty) {
                         do
@@ -198,12 +208,25 @@ static bool pump(struct process *p, struct pstream *ps)
                         while (n < 0 && errno == EINTR);
                         if (n < 0)
                                 n = errno == EAGAIN ? -EAGAIN : -errno;
-                        if (n > 0) {
+                        if (n > 0 && ps->log.fd < 0 && (r = process__log_create(p, PROCESS_STDOUT)) < 0) {
+                                log_warn("process %s: cannot create its output log: %s", p->id, strerror(-r));
+                                n = r;
+                        } else if (n > 0) {
                                 ssize_t w = stream_append(&ps->log, buf, (size_t)n);
                                 if (w < 0)
                                         log_warn("process %s: cannot write its output log: %s", p->id,
                                                  strerror((int)-w));
                         }
+                } else if (ps->log.fd < 0) {
+                        /* no log yet: made once there is a byte for it; readable and empty is the end */
+                        int avail = 0;
+                        if (ioctl(ps->fd, FIONREAD, &avail) < 0 || avail <= 0)
+                                n = pipe_hung_up(ps->fd) ? 0 : -EAGAIN;
+                        else if ((r = process__log_create(p, (enum process_stream)(ps - p->s))) < 0) {
+                                log_warn("process %s: cannot create its output log: %s", p->id, strerror(-r));
+                                n = r;
+                        } else
+                                continue;
                 } else
                         n = stream_splice(&ps->log, ps->fd, PUMP_CHUNK);
                 if (n > 0) {
@@ -277,6 +300,7 @@ static int source_open(struct process *p, struct pstream *ps, int fd)
 
 struct stdin_write {
         uv_write_t req;
+        struct stdin_write *next;   /* while it waits for an adoption (process__stdin_flush) */
         struct process *p;
         size_t len;
         void (*done)(void *data, int r);
@@ -302,14 +326,21 @@ static void stdin_close_handle(struct process *p)
         p->in_fd = -EBADF; /* the handle owned it */
 }
 
+static int stdin_send(struct process *p, struct stdin_write *sw)
+{
+        uv_buf_t b = uv_buf_init(sw->buf, (unsigned)sw->len);
+
+        return uv_write(&sw->req, (uv_stream_t *)&p->in, &b, 1, on_stdin_written);
+}
+
 int process_write_stdin(struct process *p, const void *buf, size_t len, void (*done)(void *data, int r), void *data,
                         struct sbx_err *err)
 {
         struct stdin_write *sw;
-        uv_buf_t b;
         int r;
 
-        if (p->status != PROCESS_RUNNING || !p->in_init || p->stdin_closed)
+        /* after an sbxd restart the pipe comes back a moment later (adoption): the bytes wait */
+        if (p->status != PROCESS_RUNNING || p->stdin_closed || (!p->in_init && !p->adopting))
                 return sbx_err_setr(err, -SBX_E_CONFLICT, "stdin_closed", "the stdin of process '%s' is closed",
                                     p->id);
         if (len > SBX_MAX_STDIN_QUEUE || p->in_queued + len > SBX_MAX_STDIN_QUEUE)
@@ -320,20 +351,37 @@ int process_write_stdin(struct process *p, const void *buf, size_t len, void (*d
         if (!sw)
                 return sbx_err_set(err, -ENOMEM, "out of memory");
         memcpy(sw->buf, buf, len);
+        sw->next = NULL;
         sw->p = p;
         sw->len = len;
         sw->done = done;
         sw->data = data;
-        b = uv_buf_init(sw->buf, (unsigned)len);
-        r = uv_write(&sw->req, (uv_stream_t *)&p->in, &b, 1, on_stdin_written);
-        if (r < 0) {
-                free(sw);
-                return sbx_err_setr(err, -SBX_E_CONFLICT, "stdin_closed", "the stdin of process '%s' is closed: %s",
-                                    p->id, uv_strerror(r));
+        if (p->in_init) {
+                r = stdin_send(p, sw);
+                if (r < 0) {
+                        free(sw);
+                        return sbx_err_setr(err, -SBX_E_CONFLICT, "stdin_closed",
+                                            "the stdin of process '%s' is closed: %s", p->id, uv_strerror(r));
+                }
+        } else {
+                struct stdin_write **pp = &p->stdin_waiting;
+                while (*pp)
+                        pp = &(*pp)->next;
+                *pp = sw;
         }
         p->in_queued += len;
         process_ref(p);
         return 0;
+}
+
+void process__stdin_flush(struct process *p)
+{
+        while (p->stdin_waiting) {
+                struct stdin_write *sw = p->stdin_waiting;
+                p->stdin_waiting = sw->next;
+                if (!p->in_init || stdin_send(p, sw) < 0)
+                        on_stdin_written(&sw->req, UV_EPIPE);
+        }
 }
 
 int process_close_stdin(struct process *p, struct sbx_err *err)
@@ -496,6 +544,7 @@ static void process_finish(struct process *p)
                 source_close(p, &p->s[i]);
         if (p->in_init)
                 stdin_close_handle(p);
+        process__stdin_flush(p); /* what waited for an adoption that never came fails */
         p->stdin_closed = true;
         if (p->timer_init)
                 (void)uv_timer_stop(&p->timer);
@@ -607,8 +656,9 @@ void process__spawned(struct process *p, struct init_client_msg *msg)
                         /* like a shell: 127 not found, 126 not executable; the reason goes to stderr */
                         char line[512];
                         int n = snprintf(line, sizeof line, "sbx: cannot execute '%s': %s\n", p->argv0, strerror(e));
-                        if (!p->pty)
-                                (void)stream_append(&p->s[PROCESS_STDERR].log, line,
+                        enum process_stream s = p->pty ? PROCESS_STDOUT : PROCESS_STDERR;
+                        if (process__log_create(p, s) >= 0)
+                                (void)stream_append(&p->s[s].log, line,
                                                     (size_t)(n < (int)sizeof line ? n : (int)sizeof line - 1));
                         p->status = PROCESS_RUNNING; /* for process_finish's bookkeeping */
                         p->sb->n_procs_running++;

@@ -34,8 +34,9 @@ ssize_t stream_splice(struct stream *s, int pipe_fd, size_t max);
 /* Append len bytes (for output that cannot be spliced: a terminal). len or -errno. */
 ssize_t stream_append(struct stream *s, const void *buf, size_t len);
 
-/* Copy up to len bytes from offset off into buf. Bytes copied (0 at the end), or -ERANGE if off
- * was dropped already (off < start), -EINVAL if off > end. */
+/* Copy up to len bytes from offset off into buf. Bytes copied (0 at the end; a log that was never
+ * made, fd < 0 and end 0, is empty), or -ERANGE if off was dropped already (off < start), -EINVAL
+ * if off > end. */
 ssize_t stream_read(const struct stream *s, uint64_t off, void *buf, size_t len);
 
 /* The file descriptor to sendfile() from, for offsets within [start, end). */

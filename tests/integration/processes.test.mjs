@@ -7,6 +7,8 @@
 // log's cap reported as truncation; bad input.
 
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { test } from 'node:test';
 import WebSocket from 'ws';
 import { describe, expectError, fmt, sleep, useDaemon, waitFor } from '../lib/harness.mjs';
@@ -436,4 +438,19 @@ test('jobs: detached commands with pending/running/completed/failed/cancelled', 
         expectError(await req('GET', J('/prc_aaaaaaaaaaaaaaaaaaaa')), 404, 'job_not_found');
         expectError(await req('POST', J(), { cmd: 'x', pty: { cols: 10, rows: 10 } }), 400, 'unknown_field', 'pty');
         expectError(await req('POST', J(`/${ok.jobId}/stop`)), 409, 'process_not_running');
+});
+
+test('a stream gets its log file only with its first byte', async () => {
+        const dir = path.join(fx.daemon.dataDir, 'sandboxes', sb.id, 'streams');
+        const quiet = await start({ cmd: 'true' });
+        const loud = await start({ cmd: 'echo out' });
+        await wait(quiet.processId);
+        await wait(loud.processId);
+        const files = fs.existsSync(dir) ? fs.readdirSync(dir) : [];
+        assert.ok(!files.some((f) => f.startsWith(quiet.processId)), fmt(files));
+        assert.ok(files.includes(`${loud.processId}.stdout`), fmt(files));
+        assert.ok(!files.includes(`${loud.processId}.stderr`), fmt(files));
+        assert.equal((await raw(quiet.processId)).body.length, 0);
+        assert.equal((await raw(quiet.processId, 'stderr', 'follow=false')).body.length, 0);
+        assert.equal((await raw(loud.processId)).body.toString(), 'out\n');
 });
