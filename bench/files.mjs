@@ -19,51 +19,17 @@
 // Usage: sudo node bench/files.mjs [--runs N] [--sbxd PATH] [--out FILE]
 // Results also go to bench/results-files.json.
 
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import crypto from 'node:crypto';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { GIB, bench, buildTool, opt, startSbxd, stats } from './lib.mjs';
 
-const bench = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(bench, '..');
-const args = process.argv.slice(2);
-const opt = (name, def) => {
-        const i = args.indexOf(name);
-        return i >= 0 ? args[i + 1] : def;
-};
 const RUNS = Number(opt('--runs', 5));
-const cache = path.join(bench, '.cache');
-const sbxdPath = opt('--sbxd', path.join(repo, 'build', 'sbxd'));
 const outFile = opt('--out', path.join(bench, 'results-files.json'));
-const work = path.join(cache, 'files-bench');
-const key = 'sbx_key_' + crypto.randomBytes(20).toString('hex');
 const say = (s) => process.stderr.write(`files.mjs: ${s}\n`);
-const GIB = 1 << 30;
-
-function pct(a, p) {
-        const s = [...a].sort((x, y) => x - y);
-        return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
-}
-const stats = (a) => ({ p50: pct(a, 50), p99: pct(a, 99), n: a.length });
-
-fs.rmSync(work, { recursive: true, force: true });
-fs.mkdirSync(work, { recursive: true });
-const port = 17000 + Math.floor(Math.random() * 2000);
-const url = `http://127.0.0.1:${port}`;
-const log = fs.openSync(path.join(work, 'sbxd.log'), 'w');
-const sbxd = spawn(sbxdPath, ['--data-dir', path.join(work, 'data'), '--listen', `127.0.0.1:${port}`, '--api-key', key,
-        '--pool-size', '0', '--default-template', 'host', '--log-level', 'info'], { stdio: ['ignore', log, log] });
-
-async function api(method, p, body) {
-        const headers = { authorization: `Bearer ${key}` };
-        if (body !== undefined) headers['content-type'] = 'application/json';
-        const res = await fetch(url + p, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-        const text = await res.text();
-        let json = null;
-        try { json = JSON.parse(text); } catch { /* not JSON */ }
-        return { status: res.status, json, text };
-}
+const sbxd0 = startSbxd('files-bench');
+const { url, key, work, api } = sbxd0;
+const sbxd = sbxd0.proc;
 
 function rssKiB(pid) {
         const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -93,14 +59,7 @@ function timedWithRss(cmd, argv) {
 }
 
 async function main() {
-        for (let i = 0; ; i++) {
-                try {
-                        const r = await fetch(url + '/v1/health');
-                        if (r.ok) break;
-                } catch { /* not yet */ }
-                if (i > 200) throw new Error('sbxd did not start');
-                await new Promise((r) => setTimeout(r, 50));
-        }
+        await sbxd0.ready();
         const c = await api('POST', '/v1/sandboxes', { template: 'host' });
         if (c.status !== 201) throw new Error(`create: ${c.text}`);
         const id = c.json.id;
@@ -163,10 +122,7 @@ async function main() {
                 say(`list 100k: ${stats(all).p50.toFixed(0)} ms p50 (page of 1000: ${stats(page).p50.toFixed(1)} ms; ls -f in the sandbox ${stats(ls).p50.toFixed(1)} ms)`);
 
                 // ---- 3. stat RTT (C client, keep-alive) ----
-                const tool = path.join(cache, 'bin', 'sbx-bench');
-                fs.mkdirSync(path.dirname(tool), { recursive: true });
-                const cc = spawnSync('sh', ['-c', `cc -O2 -o ${tool} ${path.join(bench, 'sbx-bench.c')} $(pkg-config --cflags --libs libcurl jansson) -lm`]);
-                if (cc.status !== 0) throw new Error(`cannot build sbx-bench: ${cc.stderr}`);
+                const tool = buildTool('sbx-bench');
                 const env = { ...process.env, SBX_URL: url, SBX_KEY: key };
                 const statOut = JSON.parse(execFileSync(tool, ['-n', String(2000), '--path', `/v1/sandboxes/${id}/fs?op=stat&path=/root/many/050000`, 'get'], { env }).toString());
                 const healthOut = JSON.parse(execFileSync(tool, ['-n', String(2000), 'health'], { env }).toString());

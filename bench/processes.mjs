@@ -17,63 +17,24 @@
 // Usage: sudo node bench/processes.mjs [--runs N] [--sbxd PATH] [--out FILE]
 // Results also go to bench/results-processes.json.
 
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import crypto from 'node:crypto';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
+import path from 'node:path';
+import { GIB, bench, buildTool, opt, repo, startSbxd, stats as stats0 } from './lib.mjs';
 
-const bench = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(bench, '..');
 const WebSocket = createRequire(path.join(repo, 'tests', 'package.json'))('ws');
-const args = process.argv.slice(2);
-const opt = (name, def) => {
-        const i = args.indexOf(name);
-        return i >= 0 ? args[i + 1] : def;
-};
 const RUNS = Number(opt('--runs', 500));
-const cache = path.join(bench, '.cache');
-const sbxdPath = opt('--sbxd', path.join(repo, 'build', 'sbxd'));
 const outFile = opt('--out', path.join(bench, 'results-processes.json'));
-const work = path.join(cache, 'processes-bench');
-const key = 'sbx_key_' + crypto.randomBytes(20).toString('hex');
 const say = (s) => process.stderr.write(`processes.mjs: ${s}\n`);
-const GIB = 1 << 30;
-
-function pct(a, p) {
-        const s = [...a].sort((x, y) => x - y);
-        return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
-}
 const r3 = (v) => Math.round(v * 1000) / 1000;
-const stats = (a) => ({ p50: r3(pct(a, 50)), p99: r3(pct(a, 99)), n: a.length });
-
-fs.rmSync(work, { recursive: true, force: true });
-fs.mkdirSync(work, { recursive: true });
-const port = 19000 + Math.floor(Math.random() * 2000);
-const url = `http://127.0.0.1:${port}`;
-const log = fs.openSync(path.join(work, 'sbxd.log'), 'w');
-const sbxd = spawn(sbxdPath, ['--data-dir', path.join(work, 'data'), '--listen', `127.0.0.1:${port}`, '--api-key', key,
-        '--pool-size', '0', '--default-template', 'host', '--log-level', 'info', '--stream-log', '2G'],
-{ stdio: ['ignore', log, log] });
-
-async function api(method, p, body) {
-        const headers = { authorization: `Bearer ${key}` };
-        if (body !== undefined) headers['content-type'] = 'application/json';
-        const res = await fetch(url + p, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-        const text = await res.text();
-        let json = null;
-        try { json = JSON.parse(text); } catch { /* not JSON */ }
-        return { status: res.status, json, text };
-}
-
-const tool = (name) => {
-        const bin = path.join(cache, 'bin', name);
-        fs.mkdirSync(path.dirname(bin), { recursive: true });
-        const cc = spawnSync('sh', ['-c', `cc -O2 -D_GNU_SOURCE -o ${bin} ${path.join(bench, name + '.c')} $(pkg-config --cflags --libs libcurl jansson) -lm`]);
-        if (cc.status !== 0) throw new Error(`cannot build ${name}: ${cc.stderr}`);
-        return bin;
+const stats = (a) => {
+        const s = stats0(a);
+        return { p50: r3(s.p50), p99: r3(s.p99), n: s.n };
 };
+const sbxd = startSbxd('processes-bench', ['--stream-log', '2G']);
+const { url, key, api } = sbxd;
+const port = new URL(url).port;
 
 /* Realtime now in ns from the monotonic clock, calibrated once (sub-microsecond drift over a run). */
 const hr0 = process.hrtime.bigint();
@@ -111,8 +72,8 @@ const STAMPER = (n, ms) => ['python3', '-c', `import time,sys\nfor i in range(${
 
 const results = { date: new Date().toISOString(), host: fs.readFileSync('/proc/loadavg', 'utf8').trim() };
 try {
-        const sbxBench = tool('sbx-bench');
-        const runcmd = tool('runcmd');
+        const sbxBench = buildTool('sbx-bench');
+        const runcmd = buildTool('runcmd');
         const env = { ...process.env, SBX_URL: url, SBX_KEY: key };
         execFileSync(sbxBench, ['wait', '--timeout', '60'], { env });
         const run = (mode, n) => JSON.parse(execFileSync(sbxBench, ['-n', String(n), '-w', '20', '--template', 'host', mode], { env }).toString());
@@ -186,7 +147,7 @@ try {
         };
         await api('DELETE', `/v1/sandboxes/${sb}`);
 } finally {
-        sbxd.kill('SIGTERM');
+        sbxd.proc.kill('SIGTERM');
 }
 
 const s = results.start;
