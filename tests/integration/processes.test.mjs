@@ -454,3 +454,21 @@ test('a stream gets its log file only with its first byte', async () => {
         assert.equal((await raw(quiet.processId, 'stderr', 'follow=false')).body.length, 0);
         assert.equal((await raw(loud.processId)).body.toString(), 'out\n');
 });
+
+test('WebSocket control frames: signal, bad frames get an error message', async () => {
+        const p = await start({ argv: ['/bin/bash', '-c', 'trap "echo got-int; exit 9" INT; echo ready; while :; do sleep 0.05; done'] });
+        const f = attach(p.processId);
+        await f.opened;
+        await waitFor(() => f.out[1].toString().includes('ready'), 5000, { what: 'ready' });
+        f.ws.send('not json');
+        f.ws.send(JSON.stringify({ type: 'dance' }));
+        f.ws.send(JSON.stringify({ type: 'resize', cols: 10, rows: 10 }));
+        f.ws.send(JSON.stringify({ type: 'signal', signal: 'BOGUS' }));
+        await waitFor(() => f.msgs.filter((m) => m.type === 'error').length >= 4, 5000, { what: `errors in ${fmt(f.msgs)}` });
+        const codes = f.msgs.filter((m) => m.type === 'error').map((m) => m.code);
+        assert.deepEqual(codes, ['invalid_value', 'invalid_value', 'not_a_terminal', 'invalid_value']);
+        f.ws.send(JSON.stringify({ type: 'signal', signal: 'INT' }));
+        await f.done;
+        assert.match(f.out[1].toString(), /got-int/);
+        assert.equal(f.msgs.at(-1).exitCode, 9);
+});
