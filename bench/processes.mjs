@@ -8,8 +8,9 @@
 //      client on a kept-alive connection (bench/sbx-bench spawn), next to the exec round trip of
 //      the same command (sbx-bench exec) and `nsenter -a -t <the sandbox's PID 1> /bin/true` (the
 //      kernel's floor for starting a process in existing namespaces, what `docker exec` wraps);
-//   2. first byte latency: python3 in the sandbox writes time.time_ns() every 2 ms; a WebSocket
-//      client (npm ws) attached to the process takes now - stamp on arrival (same host clock);
+//   2. first byte latency: python3 in the sandbox writes time.monotonic_ns() every 2 ms; a
+//      WebSocket client (npm ws) attached to the process takes now - stamp on arrival (the same
+//      CLOCK_MONOTONIC: sandboxes have no time namespace);
 //   3. throughput: `head -c 1G /dev/zero` followed over WebSocket (node) and over the plain
 //      chunked .../stdout (curl -o /dev/null), against `head -c 1G /dev/zero | cat > /dev/null`;
 //   4. fan-out: 1,000 WebSocket clients attached at once (10 processes x 100) to processes that
@@ -36,10 +37,9 @@ const sbxd = startSbxd('processes-bench', ['--stream-log', '2G']);
 const { url, key, api } = sbxd;
 const port = new URL(url).port;
 
-/* Realtime now in ns from the monotonic clock, calibrated once (sub-microsecond drift over a run). */
-const hr0 = process.hrtime.bigint();
-const rt0 = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
-const nowNs = () => rt0 + (process.hrtime.bigint() - hr0);
+/* Now in ns on CLOCK_MONOTONIC, which the sandbox shares with the host (no time namespace): the
+ * stamps written inside compare with it directly, no calibration between two clocks. */
+const nowNs = () => process.hrtime.bigint();
 
 function attach(sb, pid, onFrame, query = '') {
         const ws = new WebSocket(`ws://127.0.0.1:${port}/v1/sandboxes/${sb}/processes/${pid}/attach${query}`, {
@@ -68,7 +68,7 @@ function stampParser(fn) {
         };
 }
 
-const STAMPER = (n, ms) => ['python3', '-c', `import time,sys\nfor i in range(${n}):\n    sys.stdout.write(str(time.time_ns())+'\\n'); sys.stdout.flush(); time.sleep(${ms / 1000})`];
+const STAMPER = (n, ms) => ['python3', '-c', `import time,sys\nfor i in range(${n}):\n    sys.stdout.write(str(time.monotonic_ns())+'\\n'); sys.stdout.flush(); time.sleep(${ms / 1000})`];
 
 const results = { date: new Date().toISOString(), host: fs.readFileSync('/proc/loadavg', 'utf8').trim() };
 try {
