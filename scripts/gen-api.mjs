@@ -191,14 +191,15 @@ function genRoutesDef(schema) {
     '/* SPDX-License-Identifier: Apache-2.0 */',
     `/* ${BANNER} */`,
     '/*',
-    ' * ROUTE(METHOD, "pattern", handler, auth, upload): one line per route of the native API, in',
-    ' * schema order (the router takes the first match). upload: the body is streamed to a file',
-    ' * (http_request_upload_fd) instead of being collected in memory. Expanded by src/api/routes.c',
-    ' * and by tests.',
+    ' * ROUTE(METHOD, "pattern", handler, auth, upload, resume): one line per route of the native API,',
+    ' * in schema order (the router takes the first match). upload: the body is streamed to a file',
+    ' * (http_request_upload_fd) instead of being collected in memory. resume: the route needs a',
+    ' * running sandbox and passes the gate first (a paused sandbox answers 409 sandbox_paused, or is',
+    ' * resumed when the request asks with autoResume). Expanded by src/api/routes.c and by tests.',
     ' */',
   ];
   for (const r of schema.routes)
-    lines.push(`ROUTE(${r.method}, "${r.path}", ${r.handler}, ${r.auth}, ${r.upload === true})`);
+    lines.push(`ROUTE(${r.method}, "${r.path}", ${r.handler}, ${r.auth}, ${r.upload === true}, ${r.resume === true})`);
   return lines.join('\n') + '\n';
 }
 

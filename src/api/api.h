@@ -17,6 +17,12 @@ struct api_context {
  * every other upload route into an O_TMPFILE in upload_dir. */
 int v1_upload_open(struct http_request *req, int *ret_fd, uint64_t *ret_max, struct sbx_err *err);
 
+/* The server's gate (api/v1/gate.c) for routes that need a running sandbox: a paused sandbox
+ * answers 409 sandbox_paused, or is resumed first when the request says autoResume (query
+ * "?autoResume=true", or "autoResume": true in a JSON body); the reply then carries
+ * "autoResumed": true and the header X-Sbx-Auto-Resumed. */
+int v1_gate(struct http_request *req, struct sbx_err *err);
+
 static inline struct api_context *api_ctx(const struct http_request *req)
 {
         return http_request_app(req);

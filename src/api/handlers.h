@@ -24,6 +24,20 @@ void v1_sandbox_delete(struct http_request *req);
 void v1_sandbox_stop(struct http_request *req);
 /* POST /v1/sandboxes/{id}/start: Start a stopped sandbox */
 void v1_sandbox_start(struct http_request *req);
+/* POST /v1/sandboxes/{id}/pause: Pause a sandbox */
+void v1_sandbox_pause(struct http_request *req);
+/* POST /v1/sandboxes/{id}/resume: Resume a paused sandbox */
+void v1_sandbox_resume(struct http_request *req);
+/* POST /v1/sandboxes/{id}/hibernate: Hibernate a sandbox */
+void v1_sandbox_hibernate(struct http_request *req);
+/* POST /v1/sandboxes/{id}/wake: Wake a hibernated sandbox */
+void v1_sandbox_wake(struct http_request *req);
+/* GET /v1/sandboxes/{id}/events: List a sandbox's events */
+void v1_sandbox_events(struct http_request *req);
+/* GET /v1/events: Follow every event (SSE) */
+void v1_events(struct http_request *req);
+/* PATCH /v1/sandboxes/{id}: Change timers and metadata */
+void v1_sandbox_update(struct http_request *req);
 /* POST /v1/sandboxes/{id}/exec: Run a command in a sandbox */
 void v1_sandbox_exec(struct http_request *req);
 /* POST /v1/sandboxes/{id}/processes: Start a process */

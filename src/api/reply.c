@@ -73,6 +73,8 @@ void http_reply_json(struct http_request *req, unsigned status, json_t *body)
                 return;
         }
         if (body) {
+                if (req->reply_fields && json_is_object(body) && status < 400)
+                        (void)json_object_update(body, req->reply_fields);
                 text = json_dump_compact(body);
                 json_decref(body);
                 if (!text)
@@ -462,4 +464,14 @@ int http_sse_comment(struct http_stream *s, const char *text)
         (void)server__sse_format_comment(p, len, text);
         stream_commit(s, len);
         return 0;
+}
+
+void http_reply_field(struct http_request *req, const char *key, json_t *value)
+{
+        if (!req->reply_fields)
+                req->reply_fields = json_object();
+        if (req->reply_fields)
+                (void)json_object_set_new(req->reply_fields, key, value);
+        else
+                json_decref(value);
 }

@@ -35,6 +35,7 @@ struct route {
         bool auth;        /* Bearer token required */
         const char *name; /* handler name, for logs ("v1_sandbox_get") */
         bool upload;      /* body streamed to a file in upload_dir, up to max_upload (server.h) */
+        bool resume;      /* passes the server's gate before its handler (server.h http_gate_fn) */
 };
 
 /* Result of router_match(). params[] point into buf; both live as long as the struct. */

@@ -9,7 +9,8 @@
 #include "common/cleanup.h"
 
 const struct route api_routes[] = {
-#define ROUTE(m, p, h, a, u) { .method = HTTP_##m, .pattern = p, .handler = h, .auth = a, .name = #h, .upload = u },
+#define ROUTE(m, p, h, a, u, g) \
+        { .method = HTTP_##m, .pattern = p, .handler = h, .auth = a, .name = #h, .upload = u, .resume = g },
 #include "api/routes.def"
 #undef ROUTE
 };

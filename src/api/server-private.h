@@ -52,6 +52,7 @@ struct http_server {
         int upload_dirfd;    /* owned: O_PATH fd of cfg->upload_dir; -EBADF if uploads are off */
         uint64_t max_upload; /* 0: upload routes answer 413 */
         http_upload_open_fn upload_open;
+        http_gate_fn gate;
         char *unix_path;     /* to unlink at stop, if it is still our socket */
         dev_t unix_dev;
         ino_t unix_ino;
@@ -125,6 +126,7 @@ struct http_request {
         char *hdrs[HTTP_MAX_REPLY_HEADERS][2]; /* http_reply_header(): added to the reply */
         unsigned n_hdrs;
         void *app_data;
+        json_t *reply_fields;  /* http_reply_field(): merged into a JSON object reply */
 
         bool http11; /* the request line said HTTP/1.1 (only such requests can be upgraded) */
         /* http_reply_upgrade(): called once the 101 is out; urh is MHD's handle from then until

@@ -54,6 +54,7 @@ static void request_free(struct http_request *req)
         if (req->response)
                 MHD_destroy_response(req->response);
         free(req->stream.buf);
+        json_decref(req->reply_fields);
         free(req->body);
         free(req->target);
         req->upload_fd = safe_close(req->upload_fd);
@@ -424,6 +425,8 @@ static void request_begin(struct http_request *req, const char *method)
         if (r >= 0 && req->match.route->upload) {
                 /* auth before size: an unauthenticated client learns nothing about the limit */
                 req->upload = true;
+                if (req->pre_err.code == 0 && req->match.route->resume && srv->gate)
+                        (void)srv->gate(req, &req->pre_err);
                 if (req->pre_err.code == 0)
                         upload_begin(req);
                 return;
@@ -600,6 +603,9 @@ static enum MHD_Result request_dispatch(struct http_request *req)
                         http_reply_error(req, &req->pre_err);
                 else if (req->upload && lseek(req->upload_fd, 0, SEEK_SET) < 0)
                         http_reply_errorf(req, -errno, NULL, "cannot rewind the upload file: %m");
+                else if (!req->upload && req->match.route->resume && srv->gate &&
+                         srv->gate(req, &req->pre_err) < 0)
+                        http_reply_error(req, &req->pre_err);
                 else {
                         req->app_done = false;
                         req->in_handler = true;
@@ -874,6 +880,7 @@ int http_server_start(uv_loop_t *loop, const struct http_server_config *cfg, str
         srv->open_handles = 1; /* our own reference, dropped in server_finish_stop() */
         srv->max_upload = cfg->max_upload;
         srv->upload_open = cfg->upload_open;
+        srv->gate = cfg->gate;
         if (cfg->max_upload > 0) {
                 r = server__upload_dir_open(cfg->upload_dir, err);
                 if (r < 0)

@@ -34,6 +34,11 @@ typedef void (*http_handler_fn)(struct http_request *req);
  */
 typedef int (*http_upload_open_fn)(struct http_request *req, int *ret_fd, uint64_t *ret_max, struct sbx_err *err);
 
+/* Called before the handler of a route marked "resume" (router.h), once the body is in (upload
+ * routes: before their body is opened, so only the query counts). < 0 with err: the request gets
+ * that error instead. */
+typedef int (*http_gate_fn)(struct http_request *req, struct sbx_err *err);
+
 struct http_server_config {
         const char *listen;      /* "ADDR:PORT" (IPv4 or [IPv6]); port 0 picks a free one; NULL = none */
         const char *unix_path;   /* unix socket path, NULL = none; an existing socket file is replaced */
@@ -45,6 +50,7 @@ struct http_server_config {
                                  * opened once at start; required when max_upload > 0 */
         uint64_t max_upload;    /* bytes per upload body; 0 = upload routes answer 413 */
         http_upload_open_fn upload_open; /* NULL: every upload goes to upload_dir */
+        http_gate_fn gate;       /* NULL: none; see http_gate_fn */
 };
 
 /* Start listening. *ret owns the MHD daemons and uv handles. */
@@ -110,6 +116,9 @@ void http_reply_error(struct http_request *req, const struct sbx_err *err);
 void http_reply_errorf(struct http_request *req, int code, const char *reason, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
 
+/* A field added to the JSON object reply this request gets (json_object_set_new semantics; value
+ * taken). Error replies and non-object bodies do not get it. */
+void http_reply_field(struct http_request *req, const char *key, json_t *value);
 /* Add a header to the (success) reply this request gets next; at most 8. Returns 0 or -errno. */
 int http_reply_header(struct http_request *req, const char *name, const char *value);
 /* Reply with len bytes of fd from offset (sent with sendfile; fd is taken and closed). */

@@ -80,6 +80,10 @@
 #define SBX_DEFAULT_LIST_LIMIT 100
 #define SBX_MAX_LIST_OFFSET 1000000                /* offset paging beyond this: use the cursor */
 
+#define SBX_MAX_EVENTS_KEPT 100000                 /* newest events the store keeps (older ones pruned) */
+#define SBX_MAX_EVENT_SUBSCRIBERS 1024             /* live GET /v1/events and .../events?follow clients */
+#define SBX_MAX_FREEZE_MS 5000                     /* a pause waits this long for the freezer, then fails */
+
 #define SBX_DEFAULT_POOL_SIZE 2                    /* sandboxes kept ready per template in use */
 #define SBX_MAX_POOL_SIZE 16
 

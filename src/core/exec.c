@@ -470,8 +470,9 @@ int manager_exec(struct manager *m, const char *id, struct exec_spec *spec, cons
         if (!sb)
                 return sbx_err_setr(err, -SBX_E_NOT_FOUND, "sandbox_not_found", "sandbox '%.64s' not found", id);
         if (sb->rec.state != SANDBOX_RUNNING || sb->ctl_fd < 0 || (sb->op && sb->op->kind != OP_CREATE))
-                return sbx_err_setr(err, -SBX_E_CONFLICT, "invalid_state", "sandbox '%s' is %s, not running",
-                                    sb->rec.id, sandbox_state_to_string(sb->rec.state));
+                return manager__not_running_error(sb, err);
+        if (!spec->timeout_given && sb->spec.execution_s)
+                spec->timeout_s = sb->spec.execution_s;
         if (sb->n_execs >= SBX_MAX_EXECS_PER_SANDBOX)
                 return sbx_err_setr(err, -SBX_E_LIMIT, "limit_exceeded",
                                     "sandbox '%s' already runs %d commands at once", sb->rec.id,

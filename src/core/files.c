@@ -129,14 +129,15 @@ int manager_files_acquire(struct manager *m, const char *id, struct files_lease 
 
         if (!sb)
                 return -SBX_E_NOT_FOUND;
-        if (sb->op || (sb->rec.state != SANDBOX_RUNNING && sb->rec.state != SANDBOX_STOPPED))
+        if (sb->op || (sb->rec.state != SANDBOX_RUNNING && sb->rec.state != SANDBOX_STOPPED &&
+                       sb->rec.state != SANDBOX_PAUSED))
                 return manager__busy_error(sb, err);
         l = calloc(1, sizeof *l);
         if (!l)
                 return -ENOMEM;
         l->own_fd = -EBADF;
         uid = SBX_UID_BASE + sb->rec.uid_slot * SBX_UID_RANGE;
-        if (sb->rec.state == SANDBOX_RUNNING) {
+        if (sb->rec.state == SANDBOX_RUNNING || sb->rec.state == SANDBOX_PAUSED) {
                 char path[64];
 
                 /* sbxd reaps PID 1 on this thread: while the state is running the pid is its own */

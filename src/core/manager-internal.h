@@ -21,6 +21,9 @@ enum op_kind {
         OP_STOP,
         OP_DELETE,
         OP_POOL,                         /* a launch for the pool: no row, no client */
+        OP_PAUSE,                        /* freezing (lifecycle.c) */
+        OP_HIBERNATE,
+        OP_WAKE,
 };
 
 /* One asynchronous lifecycle operation in flight on a sandbox (at most one at a time). */
@@ -65,6 +68,7 @@ struct sandbox {
         struct code_context *contexts;   /* code.c: interpreters of code runs */
         struct session *sessions;        /* session.c */
         unsigned n_procs, n_procs_running;
+        unsigned n_attached;             /* clients attached to its processes (they keep it from idling) */
         uint32_t init_version;           /* sbx-init's protocol version (HELLO), 0 until it answered */
 
         struct exec_handle *execs;       /* in flight */
@@ -85,7 +89,7 @@ struct sandbox {
         pthread_mutex_t files_lock;      /* exclusive file operations (batch, replace, untar) */
         struct watcher *watchers;        /* watchers.c */
         unsigned n_watchers;
-        uv_timer_t lifetime_timer, idle_timer, wait_timer;
+        uv_timer_t lifetime_timer, idle_timer, wait_timer, paused_timer;
         bool removed;                    /* not in the hash table (yet, or any more) */
         bool closed;                     /* handles closed by sandbox__remove(); freed when refs drop to 0 */
         bool pooled;                     /* launched ahead for the pool: no row, no client yet */
@@ -112,6 +116,8 @@ struct manager {
         struct tbuild *builds;           /* build.c: running and recently finished template builds */
         bool freeing;                    /* manager_free() was called; free when cleanups end */
         uint64_t stream_log_bytes;       /* output kept per process stream */
+        struct event_sub *event_subs;    /* events.c: live subscribers */
+        unsigned n_event_subs, event_notifying;
 };
 
 struct sandbox *manager__find(struct manager *m, const char *id);
@@ -133,7 +139,32 @@ void watchers__end_all(struct sandbox *sb, const char *reason);
 /* A sandbox object from a record (copied), not yet in the table; its uid slot is marked used. */
 int sandbox__new(struct manager *m, const struct sandbox_record *rec, struct sandbox **ret, struct sbx_err *err);
 void sandbox__insert(struct sandbox *sb);
+/* lifecycle.c: arm the timers the sandbox's state calls for from its stored deadlines (lifetime
+ * and idle while running, paused while paused or hibernated); stop the others. */
 void sandbox__start_timers(struct sandbox *sb);
+void sandbox__stop_timers(struct sandbox *sb);
+/* 409: "sandbox_paused" (with the autoResume hint) for a paused sandbox, else invalid_state. */
+int manager__not_running_error(struct sandbox *sb, struct sbx_err *err);
+/* Begin a stop (state stopping, processes killed; the op finishes when they are gone). */
+void manager__begin_stop(struct op *op);
+/* Delete now (the reply does not wait for the cleanup). reason: the state reason, may be NULL. */
+int manager__delete(struct sandbox *sb, manager_done_fn done, void *data, const char *reason, struct sbx_err *err);
+void manager__op_finish(struct op *op, int r, const struct sbx_err *err, json_t *result);
+void manager__op_finish_sandbox(struct op *op);
+/* After a stop's processes are gone: finish as stopped (or hibernated/deleted by op kind). */
+void manager__after_stopped(struct op *op);
+
+/* lifecycle.c */
+void lifecycle__json(const struct sandbox *sb, json_t *o);      /* expiresAt, terminatesAt, pausedAt, ... */
+void lifecycle__hibernated(struct op *op);                      /* OP_HIBERNATE's processes are gone */
+int lifecycle__stop_hibernated(struct sandbox *sb, manager_done_fn done, void *data, struct sbx_err *err);
+void lifecycle__woken(struct sandbox *sb);                      /* a wake's launch succeeded */
+
+/* events.c */
+void manager__event(struct manager *m, const char *sandbox_id, const char *type, json_t *data);
+/* "sandbox.<new state>" {from, to, reason} */
+void manager__event_state(struct sandbox *sb, enum sandbox_state from, const char *reason);
+void manager__events_free(struct manager *m);
 int manager__slot_alloc(struct manager *m, uint32_t *ret);
 void manager__slot_set(struct manager *m, uint32_t slot, bool used);
 struct op *op_new(struct sandbox *sb, enum op_kind kind, manager_done_fn done, void *data);

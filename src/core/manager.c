@@ -232,7 +232,8 @@ int sandbox__new(struct manager *m, const struct sandbox_record *rec, struct san
         uv_timer_init(m->loop, &sb->lifetime_timer);
         uv_timer_init(m->loop, &sb->idle_timer);
         uv_timer_init(m->loop, &sb->wait_timer);
-        sb->lifetime_timer.data = sb->idle_timer.data = sb->wait_timer.data = sb;
+        uv_timer_init(m->loop, &sb->paused_timer);
+        sb->lifetime_timer.data = sb->idle_timer.data = sb->wait_timer.data = sb->paused_timer.data = sb;
         manager__slot_set(m, rec->uid_slot, true);
         sb->removed = true; /* until sandbox__insert() */
         *ret = TAKE_PTR(sb);
@@ -296,6 +297,7 @@ void sandbox__remove_keep_slot(struct sandbox *sb)
         close_handle(sb, (uv_handle_t *)&sb->lifetime_timer);
         close_handle(sb, (uv_handle_t *)&sb->idle_timer);
         close_handle(sb, (uv_handle_t *)&sb->wait_timer);
+        close_handle(sb, (uv_handle_t *)&sb->paused_timer);
         sandbox_unref(sb);
 }
 
@@ -308,18 +310,20 @@ int sandbox__save(struct sandbox *sb, struct sbx_err *err)
 void sandbox__set_state(struct sandbox *sb, enum sandbox_state st, const char *reason)
 {
         struct sbx_err err = { 0 };
+        enum sandbox_state from = sb->rec.state;
 
         sb->rec.state = st;
         snprintf(sb->rec.state_reason, sizeof sb->rec.state_reason, "%s", reason ? reason : "");
-        if (st != SANDBOX_RUNNING)
+        /* a paused sandbox keeps its processes, so its watchers stay */
+        if (st != SANDBOX_RUNNING && st != SANDBOX_PAUSED)
                 files__not_running(sb, reason);
         if (sb->pooled)
                 return; /* no row until it is handed out */
         if (sandbox__save(sb, &err) < 0)
                 /* the in-memory state stays authoritative; the next save retries */
-                (void)sb->m->store->ops->event_append(sb->m->store, sb->rec.id, "store.error", NULL, &err);
-        (void)sb->m->store->ops->event_append(sb->m->store, sb->rec.id, "sandbox.state",
-                                              NULL, &(struct sbx_err){ 0 });
+                manager__event(sb->m, sb->rec.id, "store.error", json_pack("{s:s}", "message", err.msg));
+        if (from != st)
+                manager__event_state(sb, from, reason);
 }
 
 json_t *sandbox__to_json(const struct sandbox *sb)
@@ -346,15 +350,14 @@ json_t *sandbox__to_json(const struct sandbox *sb)
         json_object_set_new(o, "metadata", meta ? meta : json_object());
         json_object_set(o, "resources", json_object_get(spec, "resources"));
         json_object_set(o, "timeout", json_object_get(spec, "timeout"));
-        json_object_set_new(o, "expiresAt",
-                            json_time_ms(sb->spec.lifetime_s ? r->created_ms + sb->spec.lifetime_s * 1000 : 0));
+        lifecycle__json(sb, o);
         json_decref(spec);
         return o;
 }
 
 /* ---------- completion of operations ---------- */
 
-static void op_finish(struct op *op, int r, const struct sbx_err *err, json_t *result)
+void manager__op_finish(struct op *op, int r, const struct sbx_err *err, json_t *result)
 {
         struct sandbox *sb = op->sb;
 
@@ -368,9 +371,9 @@ static void op_finish(struct op *op, int r, const struct sbx_err *err, json_t *r
         free(op);
 }
 
-static void op_finish_sandbox(struct op *op)
+void manager__op_finish_sandbox(struct op *op)
 {
-        op_finish(op, 0, NULL, sandbox__to_json(op->sb));
+        manager__op_finish(op, 0, NULL, sandbox__to_json(op->sb));
 }
 
 /* ---------- running sandboxes: pidfd and control connection ---------- */
@@ -397,7 +400,8 @@ static void on_ctl_readable(uv_poll_t *h, int status, int events)
                                                          : "the sandbox's init process went away");
                         /* a stop or delete kills sbx-init first: that is no mystery */
                         process__sandbox_stopped(sb, !sb->op || (sb->op->kind != OP_STOP &&
-                                                                 sb->op->kind != OP_DELETE));
+                                                                 sb->op->kind != OP_DELETE &&
+                                                                 sb->op->kind != OP_HIBERNATE));
                         break;
                 }
                 if (!process__on_ctl_message(sb, &msg))
@@ -415,16 +419,6 @@ void sandbox__close_ctl(struct sandbox *sb)
                 sb->ctl_poll_init = false;
         }
         sb->ctl_fd = safe_close(sb->ctl_fd);
-}
-
-static void on_lifetime(uv_timer_t *t);
-static void on_idle(uv_timer_t *t);
-
-void sandbox__idle_touch(struct sandbox *sb)
-{
-        if (!sb->spec.idle_s || sb->removed || sb->rec.state != SANDBOX_RUNNING)
-                return;
-        uv_timer_start(&sb->idle_timer, on_idle, sb->spec.idle_s * 1000, 0);
 }
 
 int sandbox__attach_running(struct sandbox *sb, int pidfd, struct sbx_err *err)
@@ -464,15 +458,6 @@ int sandbox__attach_running(struct sandbox *sb, int pidfd, struct sbx_err *err)
                 sb->oom_seen = 0;
         sandbox__start_timers(sb);
         return 0;
-}
-
-void sandbox__start_timers(struct sandbox *sb)
-{
-        if (sb->spec.lifetime_s) {
-                uint64_t deadline = sb->rec.created_ms + sb->spec.lifetime_s * 1000, now = now_realtime_ms();
-                uv_timer_start(&sb->lifetime_timer, on_lifetime, deadline > now ? deadline - now : 0, 0);
-        }
-        sandbox__idle_touch(sb);
 }
 
 /* A PID 1 that was killed but has not exited yet: reap it when its pidfd says so. */
@@ -532,8 +517,7 @@ static void detach_running(struct sandbox *sb)
         }
         reap_pid1(sb->m, TAKE_FD(sb->pidfd));
         sandbox__close_ctl(sb);
-        uv_timer_stop(&sb->lifetime_timer);
-        uv_timer_stop(&sb->idle_timer);
+        sandbox__stop_timers(sb);
         sb->rec.init_pid = 0;
         sb->rec.init_start_time = 0;
 }
@@ -632,7 +616,7 @@ void manager__after_launch(uv_work_t *w, int status)
                 sb->rec.state = SANDBOX_RUNNING;
                 (void)sandbox__save(sb, NULL);
                 safe_close(op->proc.pidfd);
-                op_finish(op, -ECANCELED, NULL, NULL);
+                manager__op_finish(op, -ECANCELED, NULL, NULL);
                 manager_maybe_free(m);
                 return;
         }
@@ -653,7 +637,7 @@ void manager__after_launch(uv_work_t *w, int status)
                         (void)sandbox_dirs_remove(sb->dir);
                 }
                 pool__launched(sb, r, &op->err, usec);
-                op_finish(op, r, &op->err, NULL);
+                manager__op_finish(op, r, &op->err, NULL);
                 manager_maybe_free(m);
                 return;
         }
@@ -666,12 +650,21 @@ void manager__after_launch(uv_work_t *w, int status)
                           op->us_cgroup / 1000.0, op->proc.us_prepare / 1000.0, op->proc.us_namespaces / 1000.0,
                           op->proc.us_root / 1000.0);
         if (r < 0) {
-                sandbox__set_state(sb, op->kind == OP_CREATE ? SANDBOX_FAILED : SANDBOX_STOPPED, op->err.msg);
-                op_finish(op, r, &op->err, NULL);
+                sandbox__set_state(sb,
+                                   op->kind == OP_CREATE ? SANDBOX_FAILED
+                                   : op->kind == OP_WAKE ? SANDBOX_HIBERNATED
+                                                         : SANDBOX_STOPPED,
+                                   op->err.msg);
+                sandbox__start_timers(sb);
+                manager__op_finish(op, r, &op->err, NULL);
                 return;
         }
+        if (op->kind == OP_WAKE)
+                lifecycle__woken(sb);
+        sb->rec.active_ms = now_realtime_ms(); /* the idle clock starts with the sandbox */
         sandbox__set_state(sb, SANDBOX_RUNNING, NULL);
-        op_finish_sandbox(op);
+        sandbox__start_timers(sb);
+        manager__op_finish_sandbox(op);
 }
 
 /* What is left of a deleted sandbox once its reply went out: cgroups and files, removed on the
@@ -731,7 +724,7 @@ static void queue_cleanup(struct manager *m, const char *id, const char *dir, ui
 }
 
 
-static void after_stopped(struct op *op)
+void manager__after_stopped(struct op *op)
 {
         struct sandbox *sb = op->sb;
 
@@ -743,12 +736,16 @@ static void after_stopped(struct op *op)
                 sandbox__set_state(sb, SANDBOX_DELETED, op->reason[0] ? op->reason : NULL);
                 queue_cleanup(sb->m, sb->rec.id, sb->dir, sb->rec.uid_slot);
                 sandbox__remove_keep_slot(sb);
-                op_finish(op, 0, NULL, NULL);
+                manager__op_finish(op, 0, NULL, NULL);
                 return;
         }
         (void)cgroup_destroy(&sb->m->cg, sb->rec.id);
+        if (op->kind == OP_HIBERNATE) {
+                lifecycle__hibernated(op);
+                return;
+        }
         sandbox__set_state(sb, SANDBOX_STOPPED, op->reason[0] ? op->reason : NULL);
-        op_finish_sandbox(op);
+        manager__op_finish_sandbox(op);
 }
 
 static void on_wait_empty(uv_timer_t *t)
@@ -762,10 +759,10 @@ static void on_wait_empty(uv_timer_t *t)
                 uv_timer_start(&sb->wait_timer, on_wait_empty, TEARDOWN_POLL_MS, 0);
                 return;
         }
-        after_stopped(op);
+        manager__after_stopped(op);
 }
 
-static void begin_kill(struct op *op)
+void manager__begin_stop(struct op *op)
 {
         struct sandbox *sb = op->sb;
 
@@ -784,7 +781,7 @@ static void on_pid1_exit(uv_poll_t *h, int status, int events)
         struct op *op;
 
         uv_poll_stop(h);
-        if (sb->op && (sb->op->kind == OP_STOP || sb->op->kind == OP_DELETE)) {
+        if (sb->op && (sb->op->kind == OP_STOP || sb->op->kind == OP_DELETE || sb->op->kind == OP_HIBERNATE)) {
                 /* PID 1 is gone, so is its pid namespace: check the cgroup right away */
                 uv_timer_start(&sb->wait_timer, on_wait_empty, 0, 0);
                 return;
@@ -803,7 +800,7 @@ static void on_pid1_exit(uv_poll_t *h, int status, int events)
         snprintf(op->reason, sizeof op->reason, "the sandbox's init process exited");
         sb->op = op;
         sandbox__set_state(sb, SANDBOX_STOPPING, op->reason);
-        begin_kill(op);
+        manager__begin_stop(op);
 }
 
 /* ---------- public operations ---------- */
@@ -856,7 +853,8 @@ static int activate_pooled(struct manager *m, struct sandbox *sb, struct sandbox
                 sb->rec.spec_json = TAKE_PTR(sj);
                 sb->rec.metadata_json = TAKE_PTR(mj);
                 snprintf(sb->rec.name, sizeof sb->rec.name, "%s", spec->name);
-                sb->rec.created_ms = sb->rec.updated_ms = sb->rec.started_ms = now_realtime_ms();
+                sb->rec.created_ms = sb->rec.updated_ms = sb->rec.started_ms = sb->rec.active_ms = now_realtime_ms();
+                sb->rec.expires_ms = spec->lifetime_s ? sb->rec.created_ms + spec->lifetime_s * 1000 : 0;
                 sb->rec.state = SANDBOX_RUNNING;
                 r = m->store->ops->sandbox_insert(m->store, &sb->rec, err);
         }
@@ -884,7 +882,8 @@ static int activate_pooled(struct manager *m, struct sandbox *sb, struct sandbox
         }
         sandbox__insert(sb);
         sandbox__start_timers(sb);
-        (void)m->store->ops->event_append(m->store, sb->rec.id, "sandbox.created", NULL, &(struct sbx_err){ 0 });
+        manager__event(m, sb->rec.id, "sandbox.created",
+                       json_pack("{s:s}", "template", sb->rec.template_name));
         metrics_create(true, 0);
         done(data, 0, NULL, sandbox__to_json(sb));
         return 0;
@@ -1022,9 +1021,14 @@ int manager__create_from(struct manager *m, struct sandbox_spec *spec, const str
         struct op *op;
         int r;
 
-        if (m->n_live >= m->max_sandboxes)
-                return sbx_err_setr(err, -SBX_E_LIMIT, "limit_exceeded", "at most %u sandboxes may exist at once",
-                                    m->max_sandboxes);
+        if (m->n_live >= m->max_sandboxes) {
+                r = sbx_err_setr(err, -SBX_E_LIMIT, "limit_exceeded", "at most %u sandboxes may exist at once",
+                                 m->max_sandboxes);
+                manager__event(m, NULL, "quota.refused",
+                               json_pack("{s:s,s:I,s:s}", "limit", "sandboxes", "max", (json_int_t)m->max_sandboxes,
+                                         "message", err ? err->msg : ""));
+                return r;
+        }
         if (pool_eligible(spec)) {
                 sb = pool__take(m, spec->template_name, tmpl);
                 if (sb)
@@ -1039,7 +1043,8 @@ int manager__create_from(struct manager *m, struct sandbox_spec *spec, const str
         snprintf(rec.name, sizeof rec.name, "%s", spec->name);
         snprintf(rec.template_name, sizeof rec.template_name, "%s", spec->template_name);
         rec.state = SANDBOX_CREATING;
-        rec.created_ms = rec.updated_ms = now_realtime_ms();
+        rec.created_ms = rec.updated_ms = rec.active_ms = now_realtime_ms();
+        rec.expires_ms = spec->lifetime_s ? rec.created_ms + spec->lifetime_s * 1000 : 0;
         rec.spec_json = manager__spec_text(spec, (const char(*)[SBX_LAYER_DIGEST_MAX])tmpl->layers, tmpl->n_layers);
         rec.metadata_json = spec->metadata ? json_dump_compact(spec->metadata) : strdup("{}");
         if (!rec.spec_json || !rec.metadata_json) {
@@ -1057,7 +1062,8 @@ int manager__create_from(struct manager *m, struct sandbox_spec *spec, const str
         sandbox_record_release(&rec);
         if (r < 0)
                 return r;
-        (void)m->store->ops->event_append(m->store, sb->rec.id, "sandbox.created", NULL, &(struct sbx_err){ 0 });
+        manager__event(m, sb->rec.id, "sandbox.created",
+                       json_pack("{s:s}", "template", sb->rec.template_name));
         op = op_new(sb, OP_CREATE, done, data);
         if (!op) {
                 sandbox__set_state(sb, SANDBOX_FAILED, "out of memory");
@@ -1094,16 +1100,18 @@ int manager_stop(struct manager *m, const char *id, manager_done_fn done, void *
                 op = op_new(sb, OP_STOP, done, data);
                 if (!op)
                         return -ENOMEM;
-                op_finish_sandbox(op); /* stopping a stopped sandbox is a no-op */
+                manager__op_finish_sandbox(op); /* stopping a stopped sandbox is a no-op */
                 return 0;
         }
-        if (sb->rec.state != SANDBOX_RUNNING)
+        if (sb->rec.state == SANDBOX_HIBERNATED)
+                return lifecycle__stop_hibernated(sb, done, data, err);
+        if (sb->rec.state != SANDBOX_RUNNING && sb->rec.state != SANDBOX_PAUSED)
                 return manager__busy_error(sb, err);
         op = op_new(sb, OP_STOP, done, data);
         if (!op)
                 return -ENOMEM;
         sandbox__set_state(sb, SANDBOX_STOPPING, NULL);
-        begin_kill(op);
+        manager__begin_stop(op);
         return 0;
 }
 
@@ -1123,9 +1131,13 @@ int manager_start(struct manager *m, const char *id, manager_done_fn done, void 
                 op = op_new(sb, OP_START, done, data);
                 if (!op)
                         return -ENOMEM;
-                op_finish_sandbox(op);
+                manager__op_finish_sandbox(op);
                 return 0;
         }
+        if (sb->rec.state == SANDBOX_HIBERNATED)
+                return manager_wake(m, id, done, data, err);
+        if (sb->rec.state == SANDBOX_PAUSED)
+                return manager_resume(m, id, done, data, err);
         if (sb->rec.state != SANDBOX_STOPPED)
                 return manager__busy_error(sb, err);
         r = files__before_start(sb, err);
@@ -1152,8 +1164,7 @@ int manager_start(struct manager *m, const char *id, manager_done_fn done, void 
         return 0;
 }
 
-static int delete_internal(struct sandbox *sb, manager_done_fn done, void *data, const char *reason,
-                           struct sbx_err *err)
+int manager__delete(struct sandbox *sb, manager_done_fn done, void *data, const char *reason, struct sbx_err *err)
 {
         struct op *op;
 
@@ -1166,12 +1177,12 @@ static int delete_internal(struct sandbox *sb, manager_done_fn done, void *data,
                 snprintf(op->reason, sizeof op->reason, "%s", reason);
         /* Kill now and answer now: waiting for the processes to vanish, removing the cgroups and
          * the files happen after the reply, on the worker pool (queue_cleanup). */
-        if (sb->rec.state == SANDBOX_RUNNING) {
+        if (sb->rec.state == SANDBOX_RUNNING || sb->rec.state == SANDBOX_PAUSED) {
                 (void)cgroup_kill(&sb->m->cg, sb->rec.id);
                 if (sb->pidfd >= 0)
                         (void)syscall(SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0);
         }
-        after_stopped(op);
+        manager__after_stopped(op);
         return 0;
 }
 
@@ -1182,36 +1193,7 @@ int manager_delete(struct manager *m, const char *id, manager_done_fn done, void
         sb = manager__lookup(m, id, err);
         if (!sb)
                 return -SBX_E_NOT_FOUND;
-        return delete_internal(sb, done, data, NULL, err);
-}
-
-static void on_lifetime(uv_timer_t *t)
-{
-        struct sandbox *sb = t->data;
-
-        if (!sb->op)
-                (void)delete_internal(sb, NULL, NULL, "lifetime expired", NULL);
-        else /* retry once the current operation settles */
-                uv_timer_start(t, on_lifetime, 1000, 0);
-}
-
-static void on_idle(uv_timer_t *t)
-{
-        struct sandbox *sb = t->data;
-        struct op *op;
-
-        if (sb->n_execs > 0 || sb->rec.state != SANDBOX_RUNNING)
-                return;
-        if (sb->op) {
-                uv_timer_start(t, on_idle, 1000, 0);
-                return;
-        }
-        op = op_new(sb, OP_STOP, NULL, NULL);
-        if (!op)
-                return;
-        snprintf(op->reason, sizeof op->reason, "idle timeout");
-        sandbox__set_state(sb, SANDBOX_STOPPING, op->reason);
-        begin_kill(op);
+        return manager__delete(sb, done, data, NULL, err);
 }
 
 int manager_get(struct manager *m, const char *id, json_t **ret, struct sbx_err *err)

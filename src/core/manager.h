@@ -52,6 +52,43 @@ int manager_start(struct manager *m, const char *id, manager_done_fn done, void 
 /* result is NULL on success (204). */
 int manager_delete(struct manager *m, const char *id, manager_done_fn done, void *data, struct sbx_err *err);
 
+/* ---- lifecycle (core/lifecycle.c, docs/lifecycle.md) ---- */
+/* Freeze every process (cgroup freezer); streams and attached clients stay open. done gets the
+ * sandbox (state "paused", terminatesAt when timeout.paused is set). A paused sandbox: no-op.
+ * 409 invalid_state unless running. */
+int manager_pause(struct manager *m, const char *id, manager_done_fn done, void *data, struct sbx_err *err);
+/* Thaw; done gets the sandbox. A running sandbox: no-op. 409 unless paused. */
+int manager_resume(struct manager *m, const char *id, manager_done_fn done, void *data, struct sbx_err *err);
+/* The API's autoResume: thaw id now if it is paused. 1 = resumed, 0 = was not paused. */
+int manager_resume_if_paused(struct manager *m, const char *id, struct sbx_err *err);
+/* True if id is a live, paused sandbox. */
+bool manager_is_paused(struct manager *m, const char *id);
+/* Checkpoint to disk and free the memory (CRIU when present; else the filesystem only, and the
+ * result says "memory": false). done gets the sandbox (state "hibernated"). */
+int manager_hibernate(struct manager *m, const char *id, manager_done_fn done, void *data, struct sbx_err *err);
+/* Bring a hibernated sandbox back (its processes too when the memory was kept). */
+int manager_wake(struct manager *m, const char *id, manager_done_fn done, void *data, struct sbx_err *err);
+/* PATCH: timers and metadata (sandbox/spec.h struct sandbox_patch); *ret = the sandbox. */
+int manager_update(struct manager *m, const char *id, const struct sandbox_patch *p, json_t **ret,
+                   struct sbx_err *err);
+
+/* ---- events (core/events.c) ---- */
+struct event_sub;
+/* A live event: JSON {id, sandboxId, type, at, data} (borrowed) and its numeric id. */
+typedef void (*manager_event_fn)(void *data, json_t *event, uint64_t id);
+/* {events:[...], nextCursor}: the stored events q selects. */
+int manager_events_list(struct manager *m, const struct event_query *q, json_t **ret, struct sbx_err *err);
+/* Every event appended from now on (of sandbox_id; NULL = all) goes to fn until cancelled. Replay
+ * is manager_events_list's: read the log after your last id, then rely on this. */
+int manager_events_subscribe(struct manager *m, const char *sandbox_id, manager_event_fn fn, void *data,
+                             struct event_sub **ret, struct sbx_err *err);
+void event_sub_cancel(struct event_sub *s); /* NULL-safe; may be called from fn */
+/* "evt_N" or "N" -> N. */
+bool event_id_parse(const char *s, uint64_t *ret);
+json_t *event_row_json(const struct event_row *e);
+/* Does a sandbox with this id exist or did it ever (deleted records are kept)? */
+bool manager_sandbox_known(struct manager *m, const char *id);
+
 /* Synchronous reads. */
 int manager_get(struct manager *m, const char *id, json_t **ret, struct sbx_err *err);
 /* Returns {"sandboxes":[...], "nextCursor": ...}. */

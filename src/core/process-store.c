@@ -545,8 +545,10 @@ int manager_process_start(struct manager *m, const char *id, struct exec_spec *s
         if (!sb)
                 return -SBX_E_NOT_FOUND;
         if (sb->rec.state != SANDBOX_RUNNING || sb->ctl_fd < 0 || (sb->op && sb->op->kind != OP_CREATE))
-                return sbx_err_setr(err, -SBX_E_CONFLICT, "invalid_state", "sandbox '%s' is %s, not running",
-                                    sb->rec.id, sandbox_state_to_string(sb->rec.state));
+                return manager__not_running_error(sb, err);
+        /* a code context's interpreter is no command: timeout.execution is for what runs in it */
+        if (!spec->timeout_given && sb->spec.execution_s && strcmp(kind, "context") != 0)
+                spec->timeout_s = sb->spec.execution_s;
         if (sb->n_procs_running >= SBX_MAX_PROCESSES)
                 return sbx_err_setr(err, -SBX_E_LIMIT, "limit_exceeded", "sandbox '%s' already runs %d processes",
                                     sb->rec.id, SBX_MAX_PROCESSES);

@@ -115,6 +115,7 @@ void process_listen(struct process *p, struct process_listener *l)
         process_ref(p);
         if (l->attached) {
                 p->n_attached++;
+                p->sb->n_attached++;
                 p->had_attached = true;
                 if (p->detach_init && !p->cancelled)
                         (void)uv_timer_stop(&p->detach_timer);
@@ -155,6 +156,8 @@ void process_unlisten(struct process_listener *l)
         l->next = NULL;
         if (l->attached) {
                 p->n_attached--;
+                p->sb->n_attached--;
+                sandbox__idle_touch(p->sb); /* the idle clock starts when the last client leaves */
                 if (p->n_attached == 0)
                         process_detached(p);
         }

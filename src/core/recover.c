@@ -45,10 +45,32 @@ static void recover_running(struct sandbox *sb)
 
 static void recover_one(struct sandbox *sb)
 {
+        enum sandbox_state was = sb->rec.state;
+
         switch (sb->rec.state) {
         case SANDBOX_RUNNING:
+        case SANDBOX_PAUSED:
+                /* a pause the crash interrupted left the freezer half-way: the record decides */
+                (void)cgroup_freeze(&sb->m->cg, sb->rec.id, sb->rec.state == SANDBOX_PAUSED);
                 recover_running(sb);
+                manager__event(sb->m, sb->rec.id, "sandbox.recovered",
+                               json_pack("{s:s,s:s}", "was", sandbox_state_to_string(was), "state",
+                                         sandbox_state_to_string(sb->rec.state)));
                 return;
+        case SANDBOX_HIBERNATING:
+        case SANDBOX_WAKING:
+                /* without CRIU a hibernation keeps the files only: what ran is gone either way */
+                sandbox__teardown_sync(sb);
+                if (!sb->rec.paused_ms)
+                        sb->rec.paused_ms = now_realtime_ms();
+                sandbox__set_state(sb, SANDBOX_HIBERNATED, "interrupted by an sbxd restart");
+                sandbox__start_timers(sb);
+                break;
+        case SANDBOX_HIBERNATED:
+                (void)cgroup_kill(&sb->m->cg, sb->rec.id);
+                (void)cgroup_destroy(&sb->m->cg, sb->rec.id);
+                sandbox__start_timers(sb);
+                break;
         case SANDBOX_CREATING:
                 sandbox__teardown_sync(sb);
                 (void)sandbox_dirs_remove(sb->dir);
@@ -67,6 +89,10 @@ static void recover_one(struct sandbox *sb)
         }
         process__recover(sb);
         session__recover(sb);
+        if (was != sb->rec.state)
+                manager__event(sb->m, sb->rec.id, "sandbox.recovered",
+                               json_pack("{s:s,s:s}", "was", sandbox_state_to_string(was), "state",
+                                         sandbox_state_to_string(sb->rec.state)));
 }
 
 /* Sandbox dirs whose record is gone or deleted: a crash during create or delete. */

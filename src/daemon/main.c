@@ -267,6 +267,7 @@ static int run(struct daemon *d, struct sbx_err *err)
                 .upload_dir = d->upload_dir,
                 .max_upload = SBX_MAX_UPLOAD,
                 .upload_open = v1_upload_open,
+                .gate = v1_gate,
         };
         r = http_server_start(d->loop, &hc, &d->http, err);
         if (r < 0)

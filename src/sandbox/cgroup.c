@@ -315,6 +315,56 @@ int cgroup_kill(const struct cgroup_root *root, const char *name)
         return r;
 }
 
+static int freezer_v1_open(const struct cgroup_root *root, const char *name)
+{
+        int fd;
+
+        if (root->v1_fd[CGV1_FREEZER] < 0)
+                return -EOPNOTSUPP;
+        fd = openat(root->v1_fd[CGV1_FREEZER], name, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+        return fd < 0 ? -errno : fd;
+}
+
+int cgroup_freeze(const struct cgroup_root *root, const char *name, bool freeze)
+{
+        _cleanup_close_ int fd = -EBADF;
+
+        if (root->unified_fd >= 0) {
+                fd = unified_open(root, name, NULL);
+                if (fd < 0)
+                        return fd;
+                return write_file_at(fd, "cgroup.freeze", freeze ? "1" : "0");
+        }
+        fd = freezer_v1_open(root, name);
+        if (fd < 0)
+                return fd;
+        return write_file_at(fd, "freezer.state", freeze ? "FROZEN" : "THAWED");
+}
+
+int cgroup_frozen(const struct cgroup_root *root, const char *name)
+{
+        _cleanup_close_ int fd = -EBADF;
+        char buf[256];
+        int r;
+
+        if (root->unified_fd >= 0) {
+                fd = unified_open(root, name, NULL);
+                if (fd < 0)
+                        return fd;
+                r = read_file_at(fd, "cgroup.events", buf, sizeof buf);
+                if (r < 0)
+                        return r;
+                return strstr(buf, "frozen 1") != NULL;
+        }
+        fd = freezer_v1_open(root, name);
+        if (fd < 0)
+                return fd;
+        r = read_file_at(fd, "freezer.state", buf, sizeof buf);
+        if (r < 0)
+                return r;
+        return strncmp(buf, "FROZEN", 6) == 0;
+}
+
 bool cgroup_populated(const struct cgroup_root *root, const char *name)
 {
         char buf[256];

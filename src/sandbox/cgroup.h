@@ -67,6 +67,12 @@ int cgroup_attach(const struct cgroup_root *root, const char *name, pid_t pid, s
 int cgroup_attach_init(const struct cgroup_root *root, const char *name, pid_t pid, struct sbx_err *err);
 /* Kill every process of the sandbox (cgroup.kill; v1 fallback: freeze, SIGKILL each, thaw). */
 int cgroup_kill(const struct cgroup_root *root, const char *name);
+/* Freeze (or thaw) every process of the sandbox: cgroup.freeze in the unified tree, else the v1
+ * freezer. Returns once asked; cgroup_frozen() says when the kernel is done (a thaw needs no wait).
+ * Frozen processes still die of SIGKILL (cgroup_kill). */
+int cgroup_freeze(const struct cgroup_root *root, const char *name, bool freeze);
+/* 1 = every process is frozen, 0 = not (yet), < 0 error. */
+int cgroup_frozen(const struct cgroup_root *root, const char *name);
 /* True if any process is left in the sandbox cgroup. */
 bool cgroup_populated(const struct cgroup_root *root, const char *name);
 /* Remove the sandbox cgroup (and its init/e* children) in every hierarchy. -EBUSY if populated.

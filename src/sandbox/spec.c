@@ -186,12 +186,93 @@ static int env_parse(const json_t *obj, char ***ret_env, size_t *ret_n, size_t *
         return 0;
 }
 
+/* One timer field: absent (0, nothing set), null (has, 0 = none) or seconds in [min, max]. */
+static int timer_get(const json_t *o, const char *key, uint64_t min, uint64_t max, bool *has, uint64_t *ret,
+                     struct sbx_err *err)
+{
+        const json_t *v = json_object_get(o, key);
+        int r;
+
+        if (!v)
+                return 0;
+        *has = true;
+        if (json_is_null(v)) {
+                *ret = 0;
+                return 0;
+        }
+        r = json_get_u64(o, key, "timeout.", min, max, ret, err);
+        return r < 0 ? r : 0;
+}
+
+/* The "timeout" object of a create or a patch. */
+static int timeout_parse(const json_t *o, struct sandbox_patch *t, struct sbx_err *err)
+{
+        static const char *const fields[] = { "lifetime", "idle", "paused", "execution", NULL };
+        int r;
+
+        r = json_check_fields(o, fields, "timeout.", err);
+        if (r >= 0)
+                r = timer_get(o, "lifetime", 1, SBX_MAX_LIFETIME_S, &t->has_lifetime, &t->lifetime_s, err);
+        if (r >= 0)
+                r = timer_get(o, "idle", 1, SBX_MAX_LIFETIME_S, &t->has_idle, &t->idle_s, err);
+        /* 0 = stay paused forever, the same as null */
+        if (r >= 0)
+                r = timer_get(o, "paused", 0, SBX_MAX_LIFETIME_S, &t->has_paused, &t->paused_s, err);
+        if (r >= 0)
+                r = timer_get(o, "execution", 1, SBX_MAX_EXEC_TIMEOUT_S, &t->has_execution, &t->execution_s, err);
+        return r;
+}
+
+int sandbox_patch_parse(const json_t *body, struct sandbox_patch *ret, struct sbx_err *err)
+{
+        static const char *const fields[] = { "timeout", "metadata", NULL };
+        struct sandbox_patch p = { 0 };
+        const json_t *tmo, *metadata = NULL;
+        int r;
+
+        if (!json_is_object(body))
+                return invalid(err, "invalid_type", "request body must be a JSON object");
+        r = json_check_fields(body, fields, "", err);
+        if (r < 0)
+                return r;
+        tmo = json_object_get(body, "timeout");
+        if (json_is_integer(tmo)) {
+                r = json_get_u64(body, "timeout", "", 1, SBX_MAX_LIFETIME_S, &p.lifetime_s, err);
+                if (r < 0)
+                        return r;
+                p.has_lifetime = true;
+        } else if (json_is_object(tmo)) {
+                r = timeout_parse(tmo, &p, err);
+                if (r < 0)
+                        return r;
+        } else if (tmo)
+                return invalid(err, "invalid_type", "'timeout' must be a number of seconds or an object");
+        r = string_map_get(body, "metadata", SBX_MAX_METADATA, SBX_MAX_METADATA_KEY, SBX_MAX_METADATA_VALUE, &metadata,
+                           err);
+        if (r < 0)
+                return r;
+        if (metadata) {
+                p.metadata = json_deep_copy(metadata);
+                if (!p.metadata)
+                        return nomem(err);
+        }
+        *ret = p;
+        return 0;
+}
+
+void sandbox_patch_release(struct sandbox_patch *p)
+{
+        if (!p)
+                return;
+        json_decref(p->metadata);
+        memset(p, 0, sizeof *p);
+}
+
 int sandbox_spec_parse(const json_t *body, struct sandbox_spec *ret, struct sbx_err *err)
 {
         static const char *const fields[] = { "template", "name",    "env",     "metadata",
                                               "resources", "timeout", "workdir", NULL };
         static const char *const resource_fields[] = { "cpu", "memory", "pids", NULL };
-        static const char *const timeout_fields[] = { "lifetime", "idle", NULL };
         _cleanup_(sandbox_spec_release) struct sandbox_spec s = {
                 .template_name = SPEC_DEFAULT_TEMPLATE,
                 .cpu = SBX_DEFAULT_CPU,
@@ -273,15 +354,15 @@ int sandbox_spec_parse(const json_t *body, struct sandbox_spec *ret, struct sbx_
         if (r < 0)
                 return r;
         if (r > 0) {
-                r = json_check_fields(o, timeout_fields, "timeout.", err);
+                struct sandbox_patch t = { 0 };
+
+                r = timeout_parse(o, &t, err);
                 if (r < 0)
                         return r;
-                r = json_get_u64(o, "lifetime", "timeout.", 1, SBX_MAX_LIFETIME_S, &s.lifetime_s, err);
-                if (r < 0)
-                        return r;
-                r = json_get_u64(o, "idle", "timeout.", 1, SBX_MAX_LIFETIME_S, &s.idle_s, err);
-                if (r < 0)
-                        return r;
+                s.lifetime_s = t.lifetime_s;
+                s.idle_s = t.idle_s;
+                s.paused_s = t.paused_s;
+                s.execution_s = t.execution_s;
         }
 
         /* A copy, not a reference: the caller's body may change or go away after we return. */
@@ -334,7 +415,9 @@ json_t *sandbox_spec_to_json(const struct sandbox_spec *s)
             set_new(res, "memory", json_integer((json_int_t)s->memory_mib)) < 0 ||
             set_new(res, "pids", json_integer((json_int_t)s->pids)) < 0 ||
             set_new(tmo, "lifetime", integer_or_null(s->lifetime_s)) < 0 ||
-            set_new(tmo, "idle", integer_or_null(s->idle_s)) < 0)
+            set_new(tmo, "idle", integer_or_null(s->idle_s)) < 0 ||
+            set_new(tmo, "paused", integer_or_null(s->paused_s)) < 0 ||
+            set_new(tmo, "execution", integer_or_null(s->execution_s)) < 0)
                 return NULL;
 
         if (set_new(root, "template", json_string(s->template_name)) < 0 ||
@@ -541,10 +624,11 @@ static int process_fields_parse(const json_t *body, struct exec_spec *s, struct 
 
 static int spec_parse(const json_t *body, bool process, struct exec_spec *ret, struct sbx_err *err)
 {
-        static const char *const exec_fields[] = { "cmd", "argv", "cwd", "env", "timeout", "stdin", NULL };
+        /* autoResume is the API gate's (api/v1/gate.c): a paused sandbox is resumed first */
+        static const char *const exec_fields[] = { "cmd", "argv", "cwd", "env", "timeout", "stdin", "autoResume", NULL };
         static const char *const process_fields[] = { "cmd", "argv", "cwd", "env", "timeout", "stdin", "user",
                                                       "pty", "tag", "keepAfterDisconnect",
-                                                      "maxRunAfterDisconnect", NULL };
+                                                      "maxRunAfterDisconnect", "autoResume", NULL };
         const char *const *fields = process ? process_fields : exec_fields;
         _cleanup_(exec_spec_release) struct exec_spec s = {
                 .cwd = SPEC_DEFAULT_CWD,
@@ -601,6 +685,10 @@ static int spec_parse(const json_t *body, bool process, struct exec_spec *ret, s
 
         r = json_get_u64(body, "timeout", "", process ? 0 : 1,
                          process ? SBX_MAX_PROCESS_TIMEOUT_S : SBX_MAX_EXEC_TIMEOUT_S, &s.timeout_s, err);
+        if (r < 0)
+                return r;
+        s.timeout_given = r > 0;
+        r = json_get_bool(body, "autoResume", "", &(bool){ false }, err);
         if (r < 0)
                 return r;
 

@@ -26,6 +26,8 @@ struct sandbox_spec {
         uint64_t pids;                                 /* default SBX_DEFAULT_PIDS */
         uint64_t lifetime_s;                           /* 0 = none */
         uint64_t idle_s;                               /* 0 = none */
+        uint64_t paused_s;                             /* delete after this long paused or hibernated; 0 = never */
+        uint64_t execution_s;                          /* default timeout of execs and processes; 0 = theirs */
         char workdir[SBX_MAX_CWD];                     /* default cwd of execs; "" = the template's, else /root */
 };
 
@@ -38,6 +40,17 @@ void sandbox_spec_release(struct sandbox_spec *s);
  *  "timeout":{"lifetime":..|null,"idle":..|null},"workdir":..|null}. New reference. */
 json_t *sandbox_spec_to_json(const struct sandbox_spec *s);
 
+/* PATCH /v1/sandboxes/{id} body: {"timeout": N} (lifetime: N more seconds from now) or {"timeout":
+ * {"lifetime", "idle", "paused", "execution"}} (each a number, or null to remove that timer), and
+ * "metadata" (replaces the labels). Absent fields stay as they are. */
+struct sandbox_patch {
+        bool has_lifetime, has_idle, has_paused, has_execution;
+        uint64_t lifetime_s, idle_s, paused_s, execution_s; /* 0 = none (null) */
+        json_t *metadata;                              /* owned ref, NULL = unchanged */
+};
+int sandbox_patch_parse(const json_t *body, struct sandbox_patch *ret, struct sbx_err *err);
+void sandbox_patch_release(struct sandbox_patch *p);
+
 /* POST /v1/sandboxes/{id}/exec body. */
 struct exec_spec {
         char **argv;            /* owned, NULL-terminated; cmd form becomes {"/bin/sh","-c",cmd} */
@@ -47,6 +60,7 @@ struct exec_spec {
         char cwd[SBX_MAX_CWD];  /* absolute, normalised, no ".." or NUL; default "/root" */
         bool cwd_given;         /* the request named cwd (else the sandbox's workdir applies) */
         uint64_t timeout_s;     /* default SBX_DEFAULT_EXEC_TIMEOUT_S */
+        bool timeout_given;     /* the request named a timeout (else the sandbox's timeout.execution applies) */
         char *stdin_data;       /* owned, NULL = no stdin (EOF at once) */
         size_t stdin_len;
 

@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <sqlite3.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,8 @@
 /* Column list shared by every statement that reads or writes a whole row, in enum order. */
 #define SANDBOX_COLUMNS                                                                                      \
         "id, name, template_name, state, state_reason, owner, project, spec_json, metadata_json, uid_slot, " \
-        "init_pid, init_start_time, cgroup_name, created_ms, updated_ms, started_ms, deleted_ms"
+        "init_pid, init_start_time, cgroup_name, created_ms, updated_ms, started_ms, deleted_ms, expires_ms, " \
+        "active_ms, paused_ms"
 
 enum sandbox_column {
         COL_ID,
@@ -48,6 +50,9 @@ enum sandbox_column {
         COL_UPDATED_MS,
         COL_STARTED_MS,
         COL_DELETED_MS,
+        COL_EXPIRES_MS,
+        COL_ACTIVE_MS,
+        COL_PAUSED_MS,
         _COL_MAX,
 };
 
@@ -62,6 +67,9 @@ enum stmt_id {
         ST_NAME_HOLDER,
         ST_UID_SLOT_HOLDER,
         ST_EVENT_APPEND,
+        ST_EVENT_LIST_ASC,
+        ST_EVENT_LIST_DESC,
+        ST_EVENT_PRUNE,
         ST_SETTING_GET,
         ST_SETTING_SET,
         ST_PROCESS_PUT,
@@ -72,16 +80,18 @@ enum stmt_id {
 };
 
 /*
- * Parameters ?1..?17 of insert and update are the columns in enum sandbox_column order
+ * Parameters ?1..?20 of insert and update are the columns in enum sandbox_column order
  * (parameter = column + 1), so one binder serves both.
  */
 static const char *const stmt_sql[_ST_MAX] = {
         [ST_SANDBOX_INSERT] = "INSERT INTO sandboxes (" SANDBOX_COLUMNS ") "
-                              "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                              "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, "
+                              "?19, ?20)",
         [ST_SANDBOX_UPDATE] = "UPDATE sandboxes SET name = ?2, template_name = ?3, state = ?4, state_reason = ?5, "
                               "owner = ?6, project = ?7, spec_json = ?8, metadata_json = ?9, uid_slot = ?10, "
                               "init_pid = ?11, init_start_time = ?12, cgroup_name = ?13, created_ms = ?14, "
-                              "updated_ms = ?15, started_ms = ?16, deleted_ms = ?17 WHERE id = ?1",
+                              "updated_ms = ?15, started_ms = ?16, deleted_ms = ?17, expires_ms = ?18, active_ms = ?19, "
+                              "paused_ms = ?20 WHERE id = ?1",
         [ST_SANDBOX_GET] = "SELECT " SANDBOX_COLUMNS " FROM sandboxes WHERE id = ?1",
         [ST_SANDBOX_CURSOR] = "SELECT created_ms FROM sandboxes WHERE id = ?1",
         /*
@@ -109,6 +119,13 @@ static const char *const stmt_sql[_ST_MAX] = {
         [ST_UID_SLOT_HOLDER] = "SELECT id FROM sandboxes WHERE uid_slot = ?1 AND state != 'deleted' "
                                "AND id != ?2 LIMIT 1",
         [ST_EVENT_APPEND] = "INSERT INTO events (sandbox_id, type, data_json, created_ms) VALUES (?1, ?2, ?3, ?4)",
+        /* ?1 sandbox id (NULL = all), ids in (?2, ?3), ?4 limit */
+        [ST_EVENT_LIST_ASC] = "SELECT id, coalesce(sandbox_id, ''), type, data_json, created_ms FROM events "
+                              "WHERE (?1 IS NULL OR sandbox_id = ?1) AND id > ?2 AND id < ?3 ORDER BY id LIMIT ?4",
+        [ST_EVENT_LIST_DESC] = "SELECT id, coalesce(sandbox_id, ''), type, data_json, created_ms FROM events "
+                               "WHERE (?1 IS NULL OR sandbox_id = ?1) AND id > ?2 AND id < ?3 "
+                               "ORDER BY id DESC LIMIT ?4",
+        [ST_EVENT_PRUNE] = "DELETE FROM events WHERE id <= ?1",
         [ST_SETTING_GET] = "SELECT value FROM settings WHERE key = ?1",
         [ST_SETTING_SET] = "INSERT INTO settings (key, value) VALUES (?1, ?2) "
                            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -241,6 +258,9 @@ static int bind_sandbox(struct sqlite_store *q, sqlite3_stmt *st, const struct s
         B(sqlite3_bind_int64(st, COL_UPDATED_MS + 1, (sqlite3_int64)r->updated_ms));
         B(sqlite3_bind_int64(st, COL_STARTED_MS + 1, (sqlite3_int64)r->started_ms));
         B(sqlite3_bind_int64(st, COL_DELETED_MS + 1, (sqlite3_int64)r->deleted_ms));
+        B(sqlite3_bind_int64(st, COL_EXPIRES_MS + 1, (sqlite3_int64)r->expires_ms));
+        B(sqlite3_bind_int64(st, COL_ACTIVE_MS + 1, (sqlite3_int64)r->active_ms));
+        B(sqlite3_bind_int64(st, COL_PAUSED_MS + 1, (sqlite3_int64)r->paused_ms));
 #undef B
         if (rc == SQLITE_TOOBIG)
                 return sbx_err_set(err, -SBX_E_INVALID, "sandbox '%s' has an unterminated text field", r->id);
@@ -328,6 +348,9 @@ static int read_sandbox(sqlite3_stmt *st, struct sandbox_record *ret, struct sbx
         r.updated_ms = (uint64_t)sqlite3_column_int64(st, COL_UPDATED_MS);
         r.started_ms = (uint64_t)sqlite3_column_int64(st, COL_STARTED_MS);
         r.deleted_ms = (uint64_t)sqlite3_column_int64(st, COL_DELETED_MS);
+        r.expires_ms = (uint64_t)sqlite3_column_int64(st, COL_EXPIRES_MS);
+        r.active_ms = (uint64_t)sqlite3_column_int64(st, COL_ACTIVE_MS);
+        r.paused_ms = (uint64_t)sqlite3_column_int64(st, COL_PAUSED_MS);
 
         *ret = r;
         memset(&r, 0, sizeof r);
@@ -612,31 +635,96 @@ static int sqlite_sandbox_list_live(struct store *s, struct sandbox_record **ret
 
 /* ---- events and settings ---- */
 
-static int sqlite_event_append(struct store *s, const char *sandbox_id, const char *type, const char *data_json,
-                               struct sbx_err *err)
+#define EVENT_PRUNE_EVERY 1024
+
+static int sqlite_event_append(struct store *s, struct event_row *e, struct sbx_err *err)
 {
         struct sqlite_store *q = impl(s);
         _cleanup_stmt_ sqlite3_stmt *st = q->stmt[ST_EVENT_APPEND];
         int rc;
 
-        if (!type || !type[0])
-                return sbx_err_set(err, -SBX_E_INVALID, "event has no type");
-        rc = bind_text_or_null(st, 1, sandbox_id);
+        if (!e->type[0] || strnlen(e->type, sizeof e->type) == sizeof e->type ||
+            strnlen(e->sandbox_id, sizeof e->sandbox_id) == sizeof e->sandbox_id)
+                return sbx_err_set(err, -SBX_E_INVALID, "event has no valid type or sandbox id");
+        rc = bind_text_or_null(st, 1, e->sandbox_id[0] ? e->sandbox_id : NULL);
         if (rc == SQLITE_OK)
-                rc = sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
+                rc = sqlite3_bind_text(st, 2, e->type, -1, SQLITE_STATIC);
         if (rc == SQLITE_OK)
-                rc = bind_text_or_null(st, 3, data_json);
+                rc = bind_text_or_null(st, 3, e->data_json);
         if (rc == SQLITE_OK)
-                rc = sqlite3_bind_int64(st, 4, (sqlite3_int64)now_realtime_ms());
+                rc = sqlite3_bind_int64(st, 4, (sqlite3_int64)e->at_ms);
         if (rc == SQLITE_OK)
                 rc = sqlite3_step(st);
-        if (rc == SQLITE_DONE)
-                return 0;
         if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
-                return sbx_err_set(err, -SBX_E_NOT_FOUND, "sandbox '%s' not found", sandbox_id);
+                return sbx_err_set(err, -SBX_E_NOT_FOUND, "sandbox '%s' not found", e->sandbox_id);
         if (rc == SQLITE_CONSTRAINT_CHECK)
-                return sbx_err_set(err, -SBX_E_INVALID, "event '%s' data is not valid JSON", type);
-        return sql_error(q, rc, err, "cannot append event '%s'", type);
+                return sbx_err_set(err, -SBX_E_INVALID, "event '%s' data is not valid JSON", e->type);
+        if (rc != SQLITE_DONE)
+                return sql_error(q, rc, err, "cannot append event '%s'", e->type);
+        e->id = (uint64_t)sqlite3_last_insert_rowid(q->db);
+        if (e->id % EVENT_PRUNE_EVERY == 0 && e->id > SBX_MAX_EVENTS_KEPT) {
+                _cleanup_stmt_ sqlite3_stmt *pr = q->stmt[ST_EVENT_PRUNE];
+
+                /* best effort: a failed prune is retried EVENT_PRUNE_EVERY events later */
+                if (sqlite3_bind_int64(pr, 1, (sqlite3_int64)(e->id - SBX_MAX_EVENTS_KEPT)) == SQLITE_OK)
+                        (void)sqlite3_step(pr);
+        }
+        return 0;
+}
+
+static int sqlite_event_list(struct store *s, const struct event_query *eq, struct event_row **ret, size_t *ret_n,
+                             bool *ret_more, struct sbx_err *err)
+{
+        struct sqlite_store *q = impl(s);
+        _cleanup_stmt_ sqlite3_stmt *st = q->stmt[eq->desc ? ST_EVENT_LIST_DESC : ST_EVENT_LIST_ASC];
+        struct event_row *v = NULL;
+        size_t n = 0;
+        int rc;
+
+        if (eq->limit < 1 || eq->limit > SBX_MAX_LIST_LIMIT)
+                return sbx_err_set(err, -SBX_E_INVALID, "event list limit out of range");
+        rc = bind_text_or_null(st, 1, eq->sandbox_id);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(st, 2, (sqlite3_int64)(eq->after > INT64_MAX ? INT64_MAX : eq->after));
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(st, 3, eq->before && eq->before <= INT64_MAX ? (sqlite3_int64)eq->before
+                                                                                      : INT64_MAX);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(st, 4, (sqlite3_int64)eq->limit + 1);
+        if (rc != SQLITE_OK)
+                return sql_error(q, rc, err, "cannot list events");
+        v = calloc(eq->limit + 1, sizeof *v);
+        if (!v)
+                return sbx_err_set(err, -ENOMEM, "cannot list events: out of memory");
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                struct event_row *e = &v[n];
+                int k;
+
+                e->id = (uint64_t)sqlite3_column_int64(st, 0);
+                k = column_to_field(st, 1, e->sandbox_id, sizeof e->sandbox_id);
+                if (k >= 0)
+                        k = column_to_field(st, 2, e->type, sizeof e->type);
+                if (k >= 0)
+                        k = column_dup(st, 3, &e->data_json);
+                e->at_ms = (uint64_t)sqlite3_column_int64(st, 4);
+                n++;
+                if (k < 0) {
+                        event_row_array_free(v, n);
+                        return sbx_err_set(err, k == -ENOMEM ? -ENOMEM : -SBX_E_INTERNAL, "cannot read event row");
+                }
+        }
+        if (rc != SQLITE_DONE) {
+                event_row_array_free(v, n);
+                return sql_error(q, rc, err, "cannot list events");
+        }
+        *ret_more = n > eq->limit;
+        if (n > eq->limit) {
+                free(v[eq->limit].data_json);
+                n = eq->limit;
+        }
+        *ret = v;
+        *ret_n = n;
+        return 0;
 }
 
 static int sqlite_setting_get(struct store *s, const char *key, char *buf, size_t size, struct sbx_err *err)
@@ -822,7 +910,56 @@ static int max_applied_version(struct sqlite_store *q, sqlite3_int64 *ret, struc
         return 0;
 }
 
+/* A migration that rebuilds a table other tables reference says so on a line of its own:
+ * "-- sbx: foreign_keys=off". SQLite can switch foreign keys only outside a transaction, so the
+ * runner does it around the migration and runs PRAGMA foreign_key_check before the commit. */
+static bool migration_wants_fk_off(const struct store_migration *m)
+{
+        return strstr(m->sql, "\n-- sbx: foreign_keys=off\n") != NULL;
+}
+
+/* Any row foreign_key_check reports fails the migration. */
+static int check_foreign_keys(struct sqlite_store *q, const struct store_migration *m, struct sbx_err *err)
+{
+        _cleanup_(stmt_finalizep) sqlite3_stmt *st = NULL;
+        int rc = sqlite3_prepare_v2(q->db, "PRAGMA foreign_key_check", -1, &st, NULL);
+
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+                return sbx_err_set(err, -SBX_E_INTERNAL, "migration %04d-%s leaves a dangling reference in table '%s'",
+                                   m->version, m->name, (const char *)sqlite3_column_text(st, 0));
+        if (rc != SQLITE_DONE)
+                return sql_error(q, rc, err, "cannot check foreign keys after migration %04d-%s", m->version, m->name);
+        return 0;
+}
+
+static int apply_migration_tx(struct sqlite_store *q, const struct store_migration *m, struct sbx_err *err);
+
 static int apply_migration(struct sqlite_store *q, const struct store_migration *m, struct sbx_err *err)
+{
+        bool fk_off = migration_wants_fk_off(m);
+        int k;
+
+        if (fk_off) {
+                k = exec_sql(q, "PRAGMA foreign_keys = OFF", err);
+                if (k < 0)
+                        return k;
+        }
+        k = apply_migration_tx(q, m, err);
+        if (fk_off) {
+                struct sbx_err e2 = { 0 };
+                int k2 = exec_sql(q, "PRAGMA foreign_keys = ON", &e2);
+
+                if (k >= 0 && k2 < 0) {
+                        *err = e2;
+                        k = k2;
+                }
+        }
+        return k;
+}
+
+static int apply_migration_tx(struct sqlite_store *q, const struct store_migration *m, struct sbx_err *err)
 {
         _cleanup_(stmt_finalizep) sqlite3_stmt *st = NULL;
         sqlite3_int64 applied;
@@ -842,6 +979,11 @@ static int apply_migration(struct sqlite_store *q, const struct store_migration 
         if (rc != SQLITE_OK) {
                 k = sql_error(q, rc, err, "migration %04d-%s failed", m->version, m->name);
                 goto out_rollback;
+        }
+        if (migration_wants_fk_off(m)) {
+                k = check_foreign_keys(q, m, err);
+                if (k < 0)
+                        goto out_rollback;
         }
         rc = sqlite3_prepare_v2(q->db, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
                                 -1, &st, NULL);
@@ -1016,6 +1158,7 @@ const struct store_ops store_sqlite_ops = {
         .sandbox_list = sqlite_sandbox_list,
         .sandbox_list_live = sqlite_sandbox_list_live,
         .event_append = sqlite_event_append,
+        .event_list = sqlite_event_list,
         .setting_get = sqlite_setting_get,
         .setting_set = sqlite_setting_set,
         .process_put = sqlite_process_put,

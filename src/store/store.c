@@ -16,7 +16,8 @@
 static const char *const sandbox_state_table[_SANDBOX_STATE_MAX] = {
         [SANDBOX_CREATING] = "creating", [SANDBOX_RUNNING] = "running",   [SANDBOX_STOPPING] = "stopping",
         [SANDBOX_STOPPED] = "stopped",   [SANDBOX_STARTING] = "starting", [SANDBOX_FAILED] = "failed",
-        [SANDBOX_DELETED] = "deleted",
+        [SANDBOX_DELETED] = "deleted",   [SANDBOX_PAUSED] = "paused",     [SANDBOX_HIBERNATING] = "hibernating",
+        [SANDBOX_HIBERNATED] = "hibernated", [SANDBOX_WAKING] = "waking",
 };
 
 const char *sandbox_state_to_string(enum sandbox_state s)
@@ -131,4 +132,11 @@ void store_close(struct store *s)
         s->ops->close(s);
         s->ops = NULL;
         s->impl = NULL;
+}
+
+void event_row_array_free(struct event_row *a, size_t n)
+{
+        for (size_t i = 0; a && i < n; i++)
+                free(a[i].data_json);
+        free(a);
 }

@@ -26,6 +26,10 @@ enum sandbox_state {
         SANDBOX_STARTING,
         SANDBOX_FAILED,
         SANDBOX_DELETED,
+        SANDBOX_PAUSED,                       /* frozen (cgroup freezer): no CPU, memory kept */
+        SANDBOX_HIBERNATING,                  /* being checkpointed to disk */
+        SANDBOX_HIBERNATED,                   /* no process; memory on disk (CRIU) or not (filesystem only) */
+        SANDBOX_WAKING,                       /* being restored */
         _SANDBOX_STATE_MAX,
         _SANDBOX_STATE_INVALID = -22,
 };
@@ -51,6 +55,10 @@ struct sandbox_record {
         uint64_t init_start_time;             /* /proc/PID/stat field 22, to detect pid reuse */
         char cgroup_name[SBX_MAX_CGROUP_NAME];/* path below each hierarchy root, e.g. "/x/sbx-abcd/sbx_..." */
         uint64_t created_ms, updated_ms, started_ms, deleted_ms; /* unix ms; 0 = never */
+        /* deadlines and the instants they derive from (unix ms; 0 = none), stored so timers
+         * survive a restart: expires_ms ends the lifetime; active_ms is the last activity (idle
+         * timeout); paused_ms is when the sandbox was paused (paused timeout) */
+        uint64_t expires_ms, active_ms, paused_ms;
 };
 
 /* Free the owned strings and zero the record. */
@@ -71,6 +79,25 @@ struct sandbox_filter {
         size_t offset;
         size_t limit;                         /* 1..SBX_MAX_LIST_LIMIT */
 };
+
+/* One event (core/events.c). */
+#define SBX_MAX_EVENT_TYPE 64
+struct event_row {
+        uint64_t id;                          /* assigned by event_append: increasing, from 1 */
+        char sandbox_id[SBX_ID_MAX];          /* "" = daemon-wide */
+        char type[SBX_MAX_EVENT_TYPE];        /* "sandbox.paused", "snapshot.created", ... */
+        char *data_json;                      /* owned; NULL = none */
+        uint64_t at_ms;                       /* unix ms, set by the caller */
+};
+
+struct event_query {
+        const char *sandbox_id;               /* NULL = every event */
+        uint64_t after, before;               /* ids strictly between (before 0 = no bound) */
+        bool desc;                            /* newest first */
+        size_t limit;                         /* 1..SBX_MAX_LIST_LIMIT */
+};
+
+void event_row_array_free(struct event_row *a, size_t n);
 
 /* A process record (core/process-store.c): the core's JSON, stored as is, keyed by id. */
 struct process_row {
@@ -100,9 +127,12 @@ struct store_ops {
                             size_t *ret_n, bool *ret_more, struct sbx_err *err);
         /* Every record not in state deleted (for recovery and the in-memory index). */
         int (*sandbox_list_live)(struct store *s, struct sandbox_record **ret, size_t *ret_n, struct sbx_err *err);
-        /* Append an event (type like "sandbox.created"); data_json may be NULL. */
-        int (*event_append)(struct store *s, const char *sandbox_id, const char *type, const char *data_json,
-                            struct sbx_err *err);
+        /* Append e (sandbox_id "" = daemon-wide; data_json may be NULL); sets e->id. Keeps the
+         * newest SBX_MAX_EVENTS_KEPT events: older ones are pruned now and then. */
+        int (*event_append)(struct store *s, struct event_row *e, struct sbx_err *err);
+        /* Events matching q, in id order (q->desc: newest first); *ret_more if more match. */
+        int (*event_list)(struct store *s, const struct event_query *q, struct event_row **ret, size_t *ret_n,
+                          bool *ret_more, struct sbx_err *err);
         /* Daemon settings (e.g. "daemon.instance"). -SBX_E_NOT_FOUND if key unset. */
         int (*setting_get)(struct store *s, const char *key, char *buf, size_t size, struct sbx_err *err);
         int (*setting_set)(struct store *s, const char *key, const char *value, struct sbx_err *err);

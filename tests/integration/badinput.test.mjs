@@ -268,7 +268,7 @@ test('unknown routes are 404; wrong methods are 405', async () => {
         }
         const wrong = [
                 ['PUT', '/v1/sandboxes'], ['DELETE', '/v1/sandboxes'], ['PATCH', '/v1/sandboxes'],
-                ['PUT', `/v1/sandboxes/${sb.id}`], ['PATCH', `/v1/sandboxes/${sb.id}`], ['POST', `/v1/sandboxes/${sb.id}`],
+                ['PUT', `/v1/sandboxes/${sb.id}`], ['POST', `/v1/sandboxes/${sb.id}`],
                 ['GET', `/v1/sandboxes/${sb.id}/exec`], ['GET', `/v1/sandboxes/${sb.id}/stop`], ['DELETE', `/v1/sandboxes/${sb.id}/start`],
                 ['POST', '/v1/health'], ['DELETE', '/v1/health'], ['POST', '/metrics'],
         ];
@@ -310,7 +310,7 @@ test('empty create body gives the documented defaults (template base)', { timeou
         assert.deepEqual(s.env, {});
         assert.deepEqual(s.metadata, {});
         assert.deepEqual(s.resources, { cpu: 1, memory: 512, pids: 512 });
-        assert.deepEqual(s.timeout, { lifetime: null, idle: null });
+        assert.deepEqual(s.timeout, { lifetime: null, idle: null, paused: null, execution: null });
         assert.equal(s.expiresAt, null);
         const e = await api.createWhenReady({});
         assert.equal(e.status, 201, `{} body: ${describe(e)}`);

@@ -44,7 +44,7 @@ test('create returns a running, well-formed sandbox; get returns the same', { ti
         assert.equal(sb.name, null);
         assert.deepEqual(sb.env, {});
         assert.deepEqual(sb.metadata, {});
-        assert.deepEqual(sb.timeout, { lifetime: null, idle: null });
+        assert.deepEqual(sb.timeout, { lifetime: null, idle: null, paused: null, execution: null });
         assert.equal(sb.expiresAt, null);
         assertTimestamp(sb.startedAt, 'startedAt of a running sandbox');
         const created = Date.parse(sb.createdAt);
@@ -78,7 +78,7 @@ test('env from create is visible in exec; metadata, resources and timeout round-
         assert.deepEqual(sb.env, env);
         assert.deepEqual(sb.metadata, metadata);
         assert.deepEqual(sb.resources, resources);
-        assert.deepEqual(sb.timeout, { lifetime: 3600, idle: 600 });
+        assert.deepEqual(sb.timeout, { lifetime: 3600, idle: 600, paused: null, execution: null });
         assertTimestamp(sb.expiresAt, 'expiresAt with a lifetime');
         const exp = Date.parse(sb.expiresAt) - Date.parse(sb.createdAt);
         assert.ok(Math.abs(exp - 3600_000) < 5000, `expiresAt should be createdAt + lifetime, is +${exp} ms`);

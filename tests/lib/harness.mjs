@@ -32,9 +32,10 @@ export const TEMPLATES_DIR = path.join(BUILD_DIR, 'test-templates');
 export const ID_RE = /^sbx_[a-z2-7]{20}$/;
 export const TS_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}(Z|[+-]\d{2}:\d{2})$/;
 export const CODE_RE = /^[a-z][a-z0-9]*(_[a-z0-9]+)*$/;
-export const STATES = ['creating', 'running', 'stopping', 'stopped', 'starting', 'failed', 'deleted'];
+export const STATES = ['creating', 'running', 'stopping', 'stopped', 'starting', 'failed', 'deleted', 'paused',
+        'hibernating', 'hibernated', 'waking'];
 export const SANDBOX_KEYS = ['id', 'name', 'state', 'stateReason', 'template', 'createdAt', 'startedAt',
-        'updatedAt', 'env', 'workdir', 'metadata', 'resources', 'timeout', 'expiresAt'];
+        'updatedAt', 'env', 'workdir', 'metadata', 'resources', 'timeout', 'expiresAt', 'terminatesAt', 'pausedAt'];
 
 export const READY_TIMEOUT_MS = 20_000;
 export const STOP_TIMEOUT_MS = 15_000;
@@ -392,7 +393,7 @@ export function assertSandboxShape(sb) {
         assert.equal(typeof sb.resources.cpu, 'number', `resources.cpu: ${fmt(sb.resources)}`);
         assert.ok(Number.isInteger(sb.resources.memory), `resources.memory: ${fmt(sb.resources)}`);
         assert.ok(Number.isInteger(sb.resources.pids), `resources.pids: ${fmt(sb.resources)}`);
-        for (const k of ['lifetime', 'idle']) {
+        for (const k of ['lifetime', 'idle', 'paused', 'execution']) {
                 assert.ok(k in sb.timeout, `timeout.${k} missing: ${fmt(sb.timeout)}`);
                 assert.ok(sb.timeout[k] === null || Number.isInteger(sb.timeout[k]), `timeout.${k}: ${fmt(sb.timeout)}`);
         }
@@ -509,6 +510,25 @@ export class Api {
         }
         start(id) {
                 return this.request('POST', `/v1/sandboxes/${id}/start`);
+        }
+        pause(id) {
+                return this.request('POST', `/v1/sandboxes/${id}/pause`);
+        }
+        resume(id) {
+                return this.request('POST', `/v1/sandboxes/${id}/resume`);
+        }
+        hibernate(id) {
+                return this.request('POST', `/v1/sandboxes/${id}/hibernate`);
+        }
+        wake(id) {
+                return this.request('POST', `/v1/sandboxes/${id}/wake`);
+        }
+        patch(id, body) {
+                return this.request('PATCH', `/v1/sandboxes/${id}`, body);
+        }
+        events(id, query = {}) {
+                const q = new URLSearchParams(query).toString();
+                return this.request('GET', `/v1/sandboxes/${id}/events` + (q ? '?' + q : ''));
         }
         exec(id, body, opts = {}) {
                 return this.request('POST', `/v1/sandboxes/${id}/exec`, body, { timeoutMs: 180_000, ...opts });

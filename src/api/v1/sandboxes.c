@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * /v1/sandboxes: create, list, get, delete, stop, start. Translation only: parse and validate the
+ * /v1/sandboxes: create, list, get, update, delete, stop, start, pause, resume, hibernate, wake. Translation only: parse and validate the
  * request (sandbox/spec.c), call the manager, shape the reply.
  */
 #include <errno.h>
@@ -102,7 +102,8 @@ static int parse_list_query(struct http_request *req, struct sandbox_filter *f, 
                 if (f->state < 0)
                         return sbx_err_setr(err, -SBX_E_INVALID, "invalid_value",
                                             "'state' must be one of creating, running, stopping, stopped, "
-                                            "starting, failed, deleted");
+                                            "starting, failed, deleted, paused, hibernating, hibernated, "
+                                            "waking");
         }
         v = http_request_query(req, "limit");
         if (v) {
@@ -241,4 +242,46 @@ void v1_sandbox_stop(struct http_request *req)
 void v1_sandbox_start(struct http_request *req)
 {
         lifecycle(req, manager_start);
+}
+
+void v1_sandbox_pause(struct http_request *req)
+{
+        lifecycle(req, manager_pause);
+}
+
+void v1_sandbox_resume(struct http_request *req)
+{
+        lifecycle(req, manager_resume);
+}
+
+void v1_sandbox_hibernate(struct http_request *req)
+{
+        lifecycle(req, manager_hibernate);
+}
+
+void v1_sandbox_wake(struct http_request *req)
+{
+        lifecycle(req, manager_wake);
+}
+
+void v1_sandbox_update(struct http_request *req)
+{
+        struct sandbox_patch p;
+        struct sbx_err err = { 0 };
+        json_t *body = http_request_json(req), *out = NULL;
+        int r;
+
+        if (!body)
+                return; /* replied */
+        r = sandbox_patch_parse(body, &p, &err);
+        json_decref(body);
+        if (r >= 0) {
+                r = manager_update(api_ctx(req)->manager, http_request_param(req, 0), &p, &out, &err);
+                sandbox_patch_release(&p);
+        }
+        if (r < 0) {
+                reply_failure(req, r, &err);
+                return;
+        }
+        http_reply_json(req, 200, out);
 }

@@ -26,14 +26,14 @@ static void h_b(struct http_request *req)
 }
 
 static const struct route table[] = {
-        { HTTP_GET, "/v1/health", h_a, false, "health", false },
-        { HTTP_POST, "/v1/sandboxes", h_a, true, "create", false },
-        { HTTP_GET, "/v1/sandboxes", h_b, true, "list", false },
-        { HTTP_GET, "/v1/sandboxes/{id}", h_a, true, "get", false },
-        { HTTP_DELETE, "/v1/sandboxes/{id}", h_b, true, "delete", false },
-        { HTTP_POST, "/v1/sandboxes/{id}/exec", h_a, true, "exec", false },
-        { HTTP_GET, "/v1/sandboxes/{id}/files/{name}", h_b, true, "file", false },
-        { HTTP_GET, "/", h_a, false, "root", false },
+        { HTTP_GET, "/v1/health", h_a, false, "health", false, false },
+        { HTTP_POST, "/v1/sandboxes", h_a, true, "create", false, false },
+        { HTTP_GET, "/v1/sandboxes", h_b, true, "list", false, false },
+        { HTTP_GET, "/v1/sandboxes/{id}", h_a, true, "get", false, false },
+        { HTTP_DELETE, "/v1/sandboxes/{id}", h_b, true, "delete", false, false },
+        { HTTP_POST, "/v1/sandboxes/{id}/exec", h_a, true, "exec", false, false },
+        { HTTP_GET, "/v1/sandboxes/{id}/files/{name}", h_b, true, "file", false, false },
+        { HTTP_GET, "/", h_a, false, "root", false, false },
 };
 
 #define ELEMENTSOF_T ELEMENTSOF(table)
@@ -243,7 +243,7 @@ static void test_methods(void **state)
 
 /* The generated table, expanded without handlers (routes.c is not linked into tests). */
 static const struct route generated[] = {
-#define ROUTE(m, p, h, a, u) { .method = HTTP_##m, .pattern = p, .handler = NULL, .auth = a, .name = #h, .upload = u },
+#define ROUTE(m, p, h, a, u, g) { .method = HTTP_##m, .pattern = p, .handler = NULL, .auth = a, .name = #h, .upload = u },
 #include "api/routes.def"
 #undef ROUTE
 };

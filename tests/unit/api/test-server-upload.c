@@ -169,10 +169,10 @@ static void h_sse(struct http_request *req)
 }
 
 static const struct route routes[] = {
-        { HTTP_PUT, "/upload", h_upload, true, "upload", true },
-        { HTTP_POST, "/open", h_upload, false, "open_upload", true },
-        { HTTP_POST, "/echo", h_echo, true, "echo", false },
-        { HTTP_GET, "/sse", h_sse, false, "sse", false },
+        { HTTP_PUT, "/upload", h_upload, true, "upload", true, false },
+        { HTTP_POST, "/open", h_upload, false, "open_upload", true, false },
+        { HTTP_POST, "/echo", h_echo, true, "echo", false, false },
+        { HTTP_GET, "/sse", h_sse, false, "sse", false, false },
 };
 
 /* ------------------------------------------------------------------------------------------ */

@@ -307,21 +307,21 @@ static void h_shutdown(struct http_request *req)
 }
 
 static const struct route routes[] = {
-        { HTTP_GET, "/hello", h_hello, false, "hello", false },
-        { HTTP_GET, "/secret", h_secret, true, "secret", false },
-        { HTTP_POST, "/echo", h_echo, true, "echo", false },
-        { HTTP_GET, "/items/{id}", h_item, false, "item", false },
-        { HTTP_GET, "/items/{id}/{sub}", h_item, false, "item2", false },
-        { HTTP_GET, "/args", h_args, false, "args", false },
-        { HTTP_GET, "/error", h_error, false, "error", false },
-        { HTTP_DELETE, "/nobody", h_nobody, false, "nobody", false },
-        { HTTP_GET, "/closecb", h_closecb, false, "closecb", false },
-        { HTTP_GET, "/async", h_async, false, "async", false },
-        { HTTP_GET, "/stream", h_stream3, false, "stream", false },
-        { HTTP_GET, "/forever", h_forever, false, "forever", false },
-        { HTTP_GET, "/big", h_big, false, "big", false },
-        { HTTP_GET, "/never", h_never, false, "never", false },
-        { HTTP_POST, "/shutdown", h_shutdown, false, "shutdown", false },
+        { HTTP_GET, "/hello", h_hello, false, "hello", false, false },
+        { HTTP_GET, "/secret", h_secret, true, "secret", false, false },
+        { HTTP_POST, "/echo", h_echo, true, "echo", false, false },
+        { HTTP_GET, "/items/{id}", h_item, false, "item", false, false },
+        { HTTP_GET, "/items/{id}/{sub}", h_item, false, "item2", false, false },
+        { HTTP_GET, "/args", h_args, false, "args", false, false },
+        { HTTP_GET, "/error", h_error, false, "error", false, false },
+        { HTTP_DELETE, "/nobody", h_nobody, false, "nobody", false, false },
+        { HTTP_GET, "/closecb", h_closecb, false, "closecb", false, false },
+        { HTTP_GET, "/async", h_async, false, "async", false, false },
+        { HTTP_GET, "/stream", h_stream3, false, "stream", false, false },
+        { HTTP_GET, "/forever", h_forever, false, "forever", false, false },
+        { HTTP_GET, "/big", h_big, false, "big", false, false },
+        { HTTP_GET, "/never", h_never, false, "never", false, false },
+        { HTTP_POST, "/shutdown", h_shutdown, false, "shutdown", false, false },
 };
 
 /* ------------------------------------------------------------------------------------------ */

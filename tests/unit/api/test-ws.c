@@ -444,8 +444,8 @@ static void h_hello(struct http_request *req)
 }
 
 static const struct route routes[] = {
-        { HTTP_GET, "/ws", h_ws, false, "ws", false },
-        { HTTP_GET, "/hello", h_hello, false, "hello", false },
+        { HTTP_GET, "/ws", h_ws, false, "ws", false, false },
+        { HTTP_GET, "/hello", h_hello, false, "hello", false, false },
 };
 
 /* ------------------------------------------------------------------------------------------ */

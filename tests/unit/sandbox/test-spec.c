@@ -538,19 +538,19 @@ static void test_sandbox_to_json_round_trip(void **state)
                 const char *body, *canonical;
         } cases[] = {
                 { "{}", "{\"env\":{},\"metadata\":{},\"name\":null,\"resources\":{\"cpu\":1.0,\"memory\":512,"
-                        "\"pids\":512},\"template\":\"base\",\"timeout\":{\"idle\":null,\"lifetime\":null},\"workdir\":null}" },
+                        "\"pids\":512},\"template\":\"base\",\"timeout\":{\"execution\":null,\"idle\":null,\"lifetime\":null,\"paused\":null},\"workdir\":null}" },
                 { "{\"template\":\"t1\",\"name\":\"n\",\"env\":{\"B\":\"2\",\"A\":\"=1\"},\"metadata\":{\"k\":\"v\"},"
                   "\"resources\":{\"cpu\":0.5,\"memory\":1024,\"pids\":100},\"timeout\":{\"lifetime\":60,"
                   "\"idle\":30}}",
                   "{\"env\":{\"A\":\"=1\",\"B\":\"2\"},\"metadata\":{\"k\":\"v\"},\"name\":\"n\",\"resources\":{"
-                  "\"cpu\":0.5,\"memory\":1024,\"pids\":100},\"template\":\"t1\",\"timeout\":{\"idle\":30,"
-                  "\"lifetime\":60},\"workdir\":null}" },
+                  "\"cpu\":0.5,\"memory\":1024,\"pids\":100},\"template\":\"t1\",\"timeout\":{\"execution\":null,\"idle\":30,"
+                  "\"lifetime\":60,\"paused\":null},\"workdir\":null}" },
                 { "{\"timeout\":{\"idle\":5},\"resources\":{\"cpu\":0.33}}",
                   "{\"env\":{},\"metadata\":{},\"name\":null,\"resources\":{\"cpu\":0.33000000000000002,"
-                  "\"memory\":512,\"pids\":512},\"template\":\"base\",\"timeout\":{\"idle\":5,\"lifetime\":null},\"workdir\":null}" },
+                  "\"memory\":512,\"pids\":512},\"template\":\"base\",\"timeout\":{\"execution\":null,\"idle\":5,\"lifetime\":null,\"paused\":null},\"workdir\":null}" },
                 { "{\"workdir\":\"/app//x/./\"}",
                   "{\"env\":{},\"metadata\":{},\"name\":null,\"resources\":{\"cpu\":1.0,\"memory\":512,"
-                  "\"pids\":512},\"template\":\"base\",\"timeout\":{\"idle\":null,\"lifetime\":null},\"workdir\":\"/app/x\"}" },
+                  "\"pids\":512},\"template\":\"base\",\"timeout\":{\"execution\":null,\"idle\":null,\"lifetime\":null,\"paused\":null},\"workdir\":\"/app/x\"}" },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {

@@ -664,32 +664,88 @@ static void test_list_paging(void **state)
         assert_null(a);
 }
 
+/* A test event; at_ms 1234 unless given. */
+static int event_add(struct store *s, const char *sid, const char *type, const char *data, uint64_t *ret_id,
+                  struct sbx_err *err)
+{
+        struct event_row e = { .at_ms = 1234, .data_json = (char *)data };
+        int r;
+
+        snprintf(e.sandbox_id, sizeof e.sandbox_id, "%s", sid ? sid : "");
+        snprintf(e.type, sizeof e.type, "%s", type);
+        r = s->ops->event_append(s, &e, err);
+        if (ret_id)
+                *ret_id = e.id;
+        return r;
+}
+
 static void test_events(void **state)
 {
         struct fixture *fx = *state;
         struct store *s = &fx->store;
         struct sbx_err err = {};
+        struct event_row *rows = NULL;
+        size_t n = 0;
+        bool more = false;
+        uint64_t id = 0;
         sqlite3 *db;
 
         assert_int_equal(insert(s, "sbx_a", "", SANDBOX_RUNNING, 1, 10, NULL, &err), 0);
-        assert_int_equal(s->ops->event_append(s, "sbx_a", "sandbox.created", "{\"template\":\"debian\"}", &err), 0);
-        assert_int_equal(s->ops->event_append(s, "sbx_a", "sandbox.started", NULL, &err), 0);
-        assert_int_equal(s->ops->event_append(s, NULL, "daemon.started", NULL, &err), 0);
+        assert_int_equal(event_add(s, "sbx_a", "sandbox.created", "{\"template\":\"debian\"}", &id, &err), 0);
+        assert_int_equal(id, 1);
+        assert_int_equal(event_add(s, "sbx_a", "sandbox.started", NULL, &id, &err), 0);
+        assert_int_equal(id, 2);
+        assert_int_equal(event_add(s, NULL, "daemon.started", NULL, &id, &err), 0);
+        assert_int_equal(id, 3);
 
-        assert_int_equal(s->ops->event_append(s, "sbx_nope", "sandbox.created", NULL, &err), -SBX_E_NOT_FOUND);
+        assert_int_equal(event_add(s, "sbx_nope", "sandbox.created", NULL, NULL, &err), -SBX_E_NOT_FOUND);
         sbx_err_clear(&err);
-        assert_int_equal(s->ops->event_append(s, "sbx_a", "x", "{bad", &err), -SBX_E_INVALID);
+        assert_int_equal(event_add(s, "sbx_a", "x", "{bad", NULL, &err), -SBX_E_INVALID);
         sbx_err_clear(&err);
-        assert_int_equal(s->ops->event_append(s, "sbx_a", "", NULL, &err), -SBX_E_INVALID);
+        assert_int_equal(event_add(s, "sbx_a", "", NULL, NULL, &err), -SBX_E_INVALID);
+        sbx_err_clear(&err);
 
         db = raw_open(fx->path);
         assert_int_equal(raw_int(db, "SELECT count(*) FROM events"), 3);
         assert_int_equal(raw_int(db, "SELECT count(*) FROM events WHERE sandbox_id = 'sbx_a'"), 2);
         assert_int_equal(raw_int(db, "SELECT type = 'sandbox.started' FROM events WHERE id = 2"), 1);
-        assert_int_equal(raw_int(db, "SELECT min(created_ms) > 0 FROM events"), 1);
+        assert_int_equal(raw_int(db, "SELECT min(created_ms) = 1234 FROM events"), 1);
         assert_int_equal(
                 raw_int(db, "SELECT json_extract(data_json, '$.template') = 'debian' FROM events WHERE id = 1"), 1);
         sqlite3_close(db);
+
+        /* one sandbox's, oldest first, paged */
+        struct event_query q = { .sandbox_id = "sbx_a", .limit = 1 };
+        assert_int_equal(s->ops->event_list(s, &q, &rows, &n, &more, &err), 0);
+        assert_int_equal(n, 1);
+        assert_true(more);
+        assert_int_equal(rows[0].id, 1);
+        assert_string_equal(rows[0].type, "sandbox.created");
+        assert_string_equal(rows[0].data_json, "{\"template\":\"debian\"}");
+        assert_int_equal(rows[0].at_ms, 1234);
+        event_row_array_free(rows, n);
+        q.after = 1;
+        assert_int_equal(s->ops->event_list(s, &q, &rows, &n, &more, &err), 0);
+        assert_int_equal(n, 1);
+        assert_false(more);
+        assert_int_equal(rows[0].id, 2);
+        assert_null(rows[0].data_json);
+        event_row_array_free(rows, n);
+        /* every event, newest first, before 3 */
+        q = (struct event_query){ .before = 3, .desc = true, .limit = 10 };
+        assert_int_equal(s->ops->event_list(s, &q, &rows, &n, &more, &err), 0);
+        assert_int_equal(n, 2);
+        assert_int_equal(rows[0].id, 2);
+        assert_int_equal(rows[1].id, 1);
+        event_row_array_free(rows, n);
+        q = (struct event_query){ .limit = 10 };
+        assert_int_equal(s->ops->event_list(s, &q, &rows, &n, &more, &err), 0);
+        assert_int_equal(n, 3);
+        assert_string_equal(rows[2].sandbox_id, "");
+        event_row_array_free(rows, n);
+        q.limit = 0;
+        assert_int_equal(s->ops->event_list(s, &q, &rows, &n, &more, &err), -SBX_E_INVALID);
+        sbx_err_clear(&err);
 }
 
 static void test_settings(void **state)
@@ -784,7 +840,7 @@ static void test_latency(void **state)
         t0 = now_usec();
         for (int i = 0; i < N; i++) {
                 snprintf(id, sizeof id, "sbx_%020d", i);
-                assert_int_equal(s->ops->event_append(s, id, "sandbox.stopped", "{\"reason\":\"api\"}", &err), 0);
+                assert_int_equal(event_add(s, id, "sandbox.stopped", "{\"reason\":\"api\"}", NULL, &err), 0);
         }
         t_event = now_usec() - t0;
         sandbox_record_release(&r);
