@@ -36,6 +36,38 @@ void v1_sandbox_wake(struct http_request *req);
 void v1_sandbox_events(struct http_request *req);
 /* GET /v1/events: Follow every event (SSE) */
 void v1_events(struct http_request *req);
+/* POST /v1/sandboxes/{id}/snapshots: Snapshot a sandbox */
+void v1_snapshot_create(struct http_request *req);
+/* POST /v1/sandboxes/{id}/fork: Fork a sandbox */
+void v1_sandbox_fork(struct http_request *req);
+/* POST /v1/sandboxes/{id}/checkpoints: Make a named checkpoint */
+void v1_checkpoint_create(struct http_request *req);
+/* GET /v1/sandboxes/{id}/checkpoints: List a sandbox's checkpoints */
+void v1_checkpoint_list(struct http_request *req);
+/* GET /v1/sandboxes/{id}/checkpoints/{name}: Get a checkpoint */
+void v1_checkpoint_get(struct http_request *req);
+/* DELETE /v1/sandboxes/{id}/checkpoints/{name}: Delete a checkpoint */
+void v1_checkpoint_delete(struct http_request *req);
+/* POST /v1/sandboxes/{id}/checkpoints/{name}/restore: Restore a checkpoint in place */
+void v1_checkpoint_restore(struct http_request *req);
+/* GET /v1/snapshots: List snapshots */
+void v1_snapshot_list(struct http_request *req);
+/* GET /v1/snapshots/{sid}: Get a snapshot */
+void v1_snapshot_get(struct http_request *req);
+/* DELETE /v1/snapshots/{sid}: Delete a snapshot */
+void v1_snapshot_delete(struct http_request *req);
+/* GET /v1/snapshots/{sid}/lineage: A snapshot's lineage */
+void v1_snapshot_lineage(struct http_request *req);
+/* POST /v1/snapshots/{sid}/tags: Tag a snapshot */
+void v1_snapshot_tag(struct http_request *req);
+/* DELETE /v1/snapshots/{sid}/tags/{tag}: Remove a tag */
+void v1_snapshot_untag(struct http_request *req);
+/* POST /v1/snapshots/{sid}/patches: Attach a patch script */
+void v1_patch_create(struct http_request *req);
+/* GET /v1/snapshots/{sid}/patches: List patch scripts */
+void v1_patch_list(struct http_request *req);
+/* DELETE /v1/snapshots/{sid}/patches/{pid}: Remove a patch script */
+void v1_patch_delete(struct http_request *req);
 /* PATCH /v1/sandboxes/{id}: Change timers and metadata */
 void v1_sandbox_update(struct http_request *req);
 /* POST /v1/sandboxes/{id}/exec: Run a command in a sandbox */

@@ -80,6 +80,14 @@
 #define SBX_DEFAULT_LIST_LIMIT 100
 #define SBX_MAX_LIST_OFFSET 1000000                /* offset paging beyond this: use the cursor */
 
+#define SBX_MAX_SNAPSHOTS 10000                    /* snapshots, checkpoints and fork bases per daemon */
+#define SBX_MAX_SNAPSHOT_DEPTH 64                  /* snapshots stacked in one sandbox's lower layers */
+#define SBX_MAX_FORK 64                            /* sandboxes one fork makes */
+#define SBX_MAX_PATCHES 64                         /* patch scripts per snapshot */
+#define SBX_MAX_PATCH_BYTES (256 * 1024)           /* bytes of one patch script */
+#define SBX_MAX_SNAPSHOT_TAGS 32                   /* tags per snapshot */
+#define SBX_MAX_TAG 128                            /* bytes of a tag or a snapshot/checkpoint name */
+#define SBX_MAX_DESCRIPTION 1024                   /* bytes of a snapshot's description */
 #define SBX_MAX_EVENTS_KEPT 100000                 /* newest events the store keeps (older ones pruned) */
 #define SBX_MAX_EVENT_SUBSCRIBERS 1024             /* live GET /v1/events and .../events?follow clients */
 #define SBX_MAX_FREEZE_MS 5000                     /* a pause waits this long for the freezer, then fails */

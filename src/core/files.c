@@ -96,6 +96,7 @@ static int volume_open(struct sandbox *sb, struct sbx_err *err)
         struct manager *m = sb->m;
         _cleanup_free_ struct template_info *tmpl = NULL;
         _cleanup_free_ char **lowers = NULL;
+        uint32_t *bases = NULL;
         size_t n_lowers = 0;
         int r;
 
@@ -107,13 +108,14 @@ static int volume_open(struct sandbox *sb, struct sbx_err *err)
         r = manager__launch_template(m, sb, tmpl, err);
         if (r < 0)
                 return r;
-        r = template_lower_paths(m->templates, tmpl, &lowers, &n_lowers);
+        r = manager__lower_paths(sb, tmpl, &lowers, &bases, &n_lowers);
         if (r < 0)
                 return sbx_err_set(err, r, "cannot resolve the layers of sandbox '%s'", sb->rec.id);
         struct sandbox_launch l = {
                 .id = sb->rec.id,
                 .dir = sb->dir,
                 .lowers = (const char *const *)lowers,
+                .lower_bases = bases,
                 .n_lowers = n_lowers,
                 .uid_base = SBX_UID_BASE + sb->rec.uid_slot * SBX_UID_RANGE,
         };

@@ -24,6 +24,8 @@ enum op_kind {
         OP_PAUSE,                        /* freezing (lifecycle.c) */
         OP_HIBERNATE,
         OP_WAKE,
+        OP_SNAPSHOT,                     /* copying the upper (snapshots.c) */
+        OP_RESTORE,                      /* a checkpoint replaces the upper (snapshot-use.c) */
 };
 
 /* One asynchronous lifecycle operation in flight on a sandbox (at most one at a time). */
@@ -41,6 +43,7 @@ struct op {
         uint64_t t0;
         uint32_t us_queue, us_dirs, us_cgroup;   /* launch timing, for the debug log */
         unsigned wait_rounds;            /* polls for an empty cgroup after a kill */
+        struct restore_job *restore;     /* OP_RESTORE */
 };
 
 struct sandbox {
@@ -54,6 +57,10 @@ struct sandbox {
         char (*layers)[SBX_LAYER_DIGEST_MAX];
         size_t n_layers;
         bool layers_held;
+        /* the snapshots it stands on (spec.snapshot and its parents, newest first): lower layers
+         * above the template's; snapshots.c */
+        char (*chain)[SBX_ID_MAX];
+        size_t n_chain;
         char dir[PATH_MAX];              /* <data>/sandboxes/<id> */
 
         int pidfd;                       /* owned, -EBADF when not running */
@@ -116,6 +123,9 @@ struct manager {
         struct tbuild *builds;           /* build.c: running and recently finished template builds */
         bool freeing;                    /* manager_free() was called; free when cleanups end */
         uint64_t stream_log_bytes;       /* output kept per process stream */
+        char snapshots_dir[PATH_MAX];    /* <data>/snapshots */
+        struct snapshot *snapshots;      /* snapshots.c: every snapshot, oldest first */
+        unsigned n_snapshots;
         struct event_sub *event_subs;    /* events.c: live subscribers */
         unsigned n_event_subs, event_notifying;
 };
@@ -159,6 +169,47 @@ void lifecycle__json(const struct sandbox *sb, json_t *o);      /* expiresAt, te
 void lifecycle__hibernated(struct op *op);                      /* OP_HIBERNATE's processes are gone */
 int lifecycle__stop_hibernated(struct sandbox *sb, manager_done_fn done, void *data, struct sbx_err *err);
 void lifecycle__woken(struct sandbox *sb);                      /* a wake's launch succeeded */
+
+/* snapshots.c, snapshot-use.c */
+struct snapshot;
+typedef void (*snapshot_done_fn)(void *data, int r, const struct sbx_err *err, struct snapshot *s);
+/* What a create from a snapshot needs of it (borrowed from the index; valid until it returns). */
+struct snapshot_ref {
+        char id[SBX_ID_MAX];
+        char template_name[SBX_MAX_TEMPLATE_NAME + 1];
+        const char (*layers)[SBX_LAYER_DIGEST_MAX];  /* the template layers below it, bottom first */
+        size_t n_layers;
+        json_t *spec;                                /* the source sandbox's spec */
+        json_t *patches;                             /* NULL = none */
+};
+int snapshots__load(struct manager *m, struct sbx_err *err);  /* before sandboxes are recovered */
+void snapshots__free_all(struct manager *m);
+/* The chain of snapshot id (itself, then its parents): malloc'd array of *ret_n ids. */
+int snapshots__chain(struct manager *m, const char *id, char (**ret)[SBX_ID_MAX], size_t *ret_n, struct sbx_err *err);
+/* The overlay lowers of sb, topmost first (its snapshots, then tmpl's layers), and the id base of
+ * each (sandbox.h lower_bases; optional); one malloc'd block. */
+int manager__lower_paths(struct sandbox *sb, const struct template_info *tmpl, char ***ret, uint32_t **ret_bases,
+                         size_t *ret_n);
+/* The host id of snapshot id's tree root (0 if unknown). */
+uint32_t snapshots__id_base(struct manager *m, const char *id);
+int snapshots__take(struct manager *m, const char *id, const char *kind, const char *name, const char *description,
+                    json_t *tags, snapshot_done_fn done, void *data, struct sbx_err *err);
+const char *snapshots__id(const struct snapshot *s);
+uint64_t snapshots__frozen_us(const struct snapshot *s);
+int snapshots__resolve(struct manager *m, const char *ref, struct snapshot_ref *ret, struct sbx_err *err);
+int snapshots__checkpoint_id(struct manager *m, const char *sandbox_id, const char *name, char *buf, size_t size,
+                             struct sbx_err *err);
+/* manager_create with spec->snapshot set: the snapshot's template, layers and spec, then patches. */
+int snapshots__create(struct manager *m, struct sandbox_spec *spec, manager_done_fn done, void *data,
+                      struct sbx_err *err);
+/* A sandbox left the table: fork bases nobody stands on any more go. */
+void snapshots__sandbox_gone(struct manager *m, struct sandbox *sb);
+/* OP_RESTORE once the processes are gone. */
+void snapshots__restore_files(struct op *op);
+/* Recovery: finish or undo a restore a crash interrupted (upper.new / upper.old). Blocking. */
+void snapshots__recover_dir(const char *dir);
+/* manager_maybe_free for the other files (jobs on the worker pool end) */
+void manager_maybe_free_pub(struct manager *m);
 
 /* events.c */
 void manager__event(struct manager *m, const char *sandbox_id, const char *type, json_t *data);

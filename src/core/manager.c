@@ -31,6 +31,11 @@
 
 static void manager_maybe_free(struct manager *m);
 
+void manager_maybe_free_pub(struct manager *m)
+{
+        manager_maybe_free(m);
+}
+
 static unsigned hash_id(const char *id)
 {
         unsigned h = 2166136261u;
@@ -87,6 +92,7 @@ void sandbox_unref(struct sandbox *sb)
         sandbox_record_release(&sb->rec);
         sandbox_spec_release(&sb->spec);
         free(sb->layers);
+        free(sb->chain);
         free(sb);
 }
 
@@ -214,10 +220,13 @@ int sandbox__new(struct manager *m, const struct sandbox_record *rec, struct san
                 if (r >= 0)
                         r = sandbox_spec_parse(spec_json, &sb->spec, err);
                 json_decref(spec_json);
+                if (r >= 0 && sb->spec.snapshot[0])
+                        r = snapshots__chain(m, sb->spec.snapshot, &sb->chain, &sb->n_chain, err);
         } else
                 r = sbx_err_set(err, -SBX_E_INTERNAL, "stored spec of '%s' is not JSON: %s", rec->id, jerr.text);
         if (r < 0) {
                 sandbox_record_release(&sb->rec);
+                sandbox_spec_release(&sb->spec);
                 free(sb->layers);
                 return r;
         }
@@ -226,6 +235,7 @@ int sandbox__new(struct manager *m, const struct sandbox_record *rec, struct san
                 sandbox_record_release(&sb->rec);
                 sandbox_spec_release(&sb->spec);
                 free(sb->layers);
+                free(sb->chain);
                 return sbx_err_set(err, -ENAMETOOLONG, "sandbox dir path too long");
         }
         sandbox_layers_hold(sb);
@@ -350,6 +360,7 @@ json_t *sandbox__to_json(const struct sandbox *sb)
         json_object_set_new(o, "metadata", meta ? meta : json_object());
         json_object_set(o, "resources", json_object_get(spec, "resources"));
         json_object_set(o, "timeout", json_object_get(spec, "timeout"));
+        json_object_set_new(o, "snapshot", sb->n_chain ? json_string(sb->chain[0]) : json_null());
         lifecycle__json(sb, o);
         json_decref(spec);
         return o;
@@ -401,7 +412,8 @@ static void on_ctl_readable(uv_poll_t *h, int status, int events)
                         /* a stop or delete kills sbx-init first: that is no mystery */
                         process__sandbox_stopped(sb, !sb->op || (sb->op->kind != OP_STOP &&
                                                                  sb->op->kind != OP_DELETE &&
-                                                                 sb->op->kind != OP_HIBERNATE));
+                                                                 sb->op->kind != OP_HIBERNATE &&
+                                                                 sb->op->kind != OP_RESTORE));
                         break;
                 }
                 if (!process__on_ctl_message(sb, &msg))
@@ -557,6 +569,7 @@ void manager__work_launch(uv_work_t *w)
                 .pids = sb->spec.pids,
         };
         _cleanup_free_ char **lowers = NULL;
+        uint32_t *bases = NULL;
         size_t n_lowers = 0;
         struct sandbox_launch l = {
                 .id = sb->rec.id,
@@ -577,10 +590,11 @@ void manager__work_launch(uv_work_t *w)
         }
         uint64_t t = now_usec();
         op->us_queue = (uint32_t)(t - op->t0);
-        op->r = template_lower_paths(m->templates, &op->tmpl, &lowers, &n_lowers);
+        op->r = manager__lower_paths(sb, &op->tmpl, &lowers, &bases, &n_lowers);
         if (op->r < 0)
                 (void)sbx_err_set(&op->err, op->r, "cannot resolve the layers of template '%s'", op->tmpl.name);
         l.lowers = (const char *const *)lowers;
+        l.lower_bases = bases;
         l.n_lowers = n_lowers;
         if (op->r >= 0)
                 op->r = sandbox_dirs_prepare(sb->dir, uid, &op->err);
@@ -736,12 +750,17 @@ void manager__after_stopped(struct op *op)
                 sandbox__set_state(sb, SANDBOX_DELETED, op->reason[0] ? op->reason : NULL);
                 queue_cleanup(sb->m, sb->rec.id, sb->dir, sb->rec.uid_slot);
                 sandbox__remove_keep_slot(sb);
+                snapshots__sandbox_gone(sb->m, sb);
                 manager__op_finish(op, 0, NULL, NULL);
                 return;
         }
         (void)cgroup_destroy(&sb->m->cg, sb->rec.id);
         if (op->kind == OP_HIBERNATE) {
                 lifecycle__hibernated(op);
+                return;
+        }
+        if (op->kind == OP_RESTORE) {
+                snapshots__restore_files(op);
                 return;
         }
         sandbox__set_state(sb, SANDBOX_STOPPED, op->reason[0] ? op->reason : NULL);
@@ -781,7 +800,8 @@ static void on_pid1_exit(uv_poll_t *h, int status, int events)
         struct op *op;
 
         uv_poll_stop(h);
-        if (sb->op && (sb->op->kind == OP_STOP || sb->op->kind == OP_DELETE || sb->op->kind == OP_HIBERNATE)) {
+        if (sb->op && (sb->op->kind == OP_STOP || sb->op->kind == OP_DELETE || sb->op->kind == OP_HIBERNATE ||
+                       sb->op->kind == OP_RESTORE)) {
                 /* PID 1 is gone, so is its pid namespace: check the cgroup right away */
                 uv_timer_start(&sb->wait_timer, on_wait_empty, 0, 0);
                 return;
@@ -946,7 +966,7 @@ static int create_after_build(struct manager *m, struct sandbox_spec *spec, mana
  * RLIMIT_NPROC were fixed at launch, so memory must be the default and pids not above it. */
 static bool pool_eligible(const struct sandbox_spec *spec)
 {
-        return spec->memory_mib == (SBX_DEFAULT_MEMORY >> 20) && spec->pids <= SBX_DEFAULT_PIDS;
+        return spec->memory_mib == (SBX_DEFAULT_MEMORY >> 20) && spec->pids <= SBX_DEFAULT_PIDS && !spec->snapshot[0];
 }
 
 /* The template's image config: its env entries go before the request's (the request wins), its
@@ -997,6 +1017,8 @@ int manager_create(struct manager *m, struct sandbox_spec *spec, manager_done_fn
         struct template_info tmpl;
         int r;
 
+        if (spec->snapshot[0])
+                return snapshots__create(m, spec, done, data, err);
         r = template_lookup(m->templates, spec->template_name, &tmpl, NULL);
         if (r == -SBX_E_UNAVAILABLE)
                 /* being built (or not yet): the create waits for it, as "returns when ready" says */
@@ -1283,6 +1305,11 @@ int manager_new(uv_loop_t *loop, struct store *store, struct template_store *tem
         if ((size_t)snprintf(m->sandboxes_dir, sizeof m->sandboxes_dir, "%s/sandboxes", cfg->data_dir) >=
             sizeof m->sandboxes_dir)
                 return sbx_err_set(err, -ENAMETOOLONG, "data dir path too long");
+        if ((size_t)snprintf(m->snapshots_dir, sizeof m->snapshots_dir, "%s/snapshots", cfg->data_dir) >=
+            sizeof m->snapshots_dir)
+                return sbx_err_set(err, -ENAMETOOLONG, "data dir path too long");
+        if (mkdir(m->snapshots_dir, 0711) < 0 && errno != EEXIST)
+                return sbx_err_set(err, -errno, "cannot create '%s': %m", m->snapshots_dir);
         if (mkdir(m->sandboxes_dir, 0711) < 0 && errno != EEXIST)
                 return sbx_err_set(err, -errno, "cannot create '%s': %m", m->sandboxes_dir);
         /* sandbox roots (mapped uids) must traverse it to reach their dirs */
@@ -1319,6 +1346,8 @@ static void manager_maybe_free(struct manager *m)
 {
         if (!m->freeing || m->pending_cleanups > 0 || m->pending_launches > 0)
                 return;
+        snapshots__free_all(m);
+        manager__events_free(m);
         pool__free_all(m);
         cgroup_root_release(&m->cg);
         m->init_exe_fd = safe_close(m->init_exe_fd);

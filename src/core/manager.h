@@ -72,6 +72,44 @@ int manager_wake(struct manager *m, const char *id, manager_done_fn done, void *
 int manager_update(struct manager *m, const char *id, const struct sandbox_patch *p, json_t **ret,
                    struct sbx_err *err);
 
+/* ---- snapshots, checkpoints, fork (core/snapshots.c, snapshot-use.c) ---- */
+struct snapshot_opts {
+        const char *kind;           /* "snapshot" or "checkpoint" */
+        const char *name;           /* checkpoints: required, unique per sandbox; NULL = none */
+        const char *description;    /* NULL = none */
+        json_t *tags;               /* array of strings (borrowed), NULL = none */
+};
+/* Copy the sandbox's files into a new snapshot (running: frozen during the copy). done gets the
+ * snapshot JSON {id, name, kind, sandboxId, parentId, template, layers, tags, sizeBytes, entries,
+ * frozenMs, createdAt, description, patches, backend}. */
+int manager_snapshot_create(struct manager *m, const char *id, const struct snapshot_opts *o, manager_done_fn done,
+                            void *data, struct sbx_err *err);
+struct snapshot_filter {
+        const char *sandbox_id;     /* NULL = any */
+        const char *kind;           /* NULL = snapshots and checkpoints (not fork bases) */
+        const char *tag;            /* NULL = any */
+};
+int manager_snapshot_list(struct manager *m, const struct snapshot_filter *f, json_t **ret, struct sbx_err *err);
+/* ref: an id or a tag. 404 snapshot_not_found. */
+int manager_snapshot_get(struct manager *m, const char *ref, json_t **ret, struct sbx_err *err);
+/* 409 snapshot_in_use while sandboxes stand on it or snapshots were taken of those. */
+int manager_snapshot_delete(struct manager *m, const char *ref, struct sbx_err *err);
+int manager_snapshot_tag(struct manager *m, const char *ref, const char *tag, bool add, json_t **ret,
+                         struct sbx_err *err);
+/* {snapshot, ancestors: [parent, grandparent, ...], children: [ids], sandboxes: [ids], template} */
+int manager_snapshot_lineage(struct manager *m, const char *ref, json_t **ret, struct sbx_err *err);
+int manager_snapshot_patch_add(struct manager *m, const char *ref, const char *name, const char *script,
+                               json_t **ret, struct sbx_err *err);
+int manager_snapshot_patch_list(struct manager *m, const char *ref, json_t **ret, struct sbx_err *err);
+int manager_snapshot_patch_delete(struct manager *m, const char *ref, const char *pid, struct sbx_err *err);
+/* count sandboxes with the parent's files and settings; the parent keeps running. done gets
+ * {parentId, snapshotId, sandboxes: [...], errors: [...], durationMs, frozenMs}. */
+int manager_fork(struct manager *m, const char *id, unsigned count, const char *name, bool memory,
+                 manager_done_fn done, void *data, struct sbx_err *err);
+/* Put the sandbox's files back as they were at checkpoint name (its processes restart if it ran). */
+int manager_checkpoint_restore(struct manager *m, const char *id, const char *name, manager_done_fn done, void *data,
+                               struct sbx_err *err);
+
 /* ---- events (core/events.c) ---- */
 struct event_sub;
 /* A live event: JSON {id, sandboxId, type, at, data} (borrowed) and its numeric id. */

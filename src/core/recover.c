@@ -47,6 +47,7 @@ static void recover_one(struct sandbox *sb)
 {
         enum sandbox_state was = sb->rec.state;
 
+        snapshots__recover_dir(sb->dir);
         switch (sb->rec.state) {
         case SANDBOX_RUNNING:
         case SANDBOX_PAUSED:
@@ -136,6 +137,10 @@ int manager_recover(struct manager *m, struct sbx_err *err)
         size_t n = 0;
         int r;
 
+        /* sandboxes stand on snapshots: those first */
+        r = snapshots__load(m, err);
+        if (r < 0)
+                return r;
         r = m->store->ops->sandbox_list_live(m->store, &recs, &n, err);
         if (r < 0)
                 return r;

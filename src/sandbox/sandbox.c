@@ -31,12 +31,13 @@
 
 #define LAUNCH_TIMEOUT_MS 10000
 
-static int write_id_maps(pid_t pid, uid_t base, struct sbx_err *err)
+/* Map ids from..from+65535 of pid's new user namespace to base..base+65535. */
+static int write_id_maps_from(pid_t pid, uid_t from, uid_t base, struct sbx_err *err)
 {
         char path[64], map[64];
         int r;
 
-        snprintf(map, sizeof map, "0 %u %u\n", (unsigned)base, SBX_UID_RANGE);
+        snprintf(map, sizeof map, "%u %u %u\n", (unsigned)from, (unsigned)base, SBX_UID_RANGE);
         snprintf(path, sizeof path, "/proc/%d/uid_map", (int)pid);
         r = write_file_at(AT_FDCWD, path, map);
         if (r < 0)
@@ -46,6 +47,51 @@ static int write_id_maps(pid_t pid, uid_t base, struct sbx_err *err)
         if (r < 0)
                 return sbx_err_set(err, r, "cannot write gid map of pid %d: %s", (int)pid, strerror(-r));
         return 0;
+}
+
+static int write_id_maps(pid_t pid, uid_t base, struct sbx_err *err)
+{
+        return write_id_maps_from(pid, 0, base, err);
+}
+
+/* A user namespace (fd) mapping from.. to base..: what an idmapped mount of a tree owned by
+ * from.. needs to show it owned by the sandbox's ids. A throwaway child holds it while the maps
+ * are written; the fd keeps it alive after the child is gone. */
+static int userns_for_map(uid_t from, uid_t base, int *ret_fd, struct sbx_err *err)
+{
+        struct clone_args ca = { .flags = CLONE_NEWUSER, .exit_signal = SIGCHLD };
+        _cleanup_close_ int rd = -EBADF, wr = -EBADF;
+        int p[2], r = 0, status;
+        char path[64];
+        pid_t pid;
+
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return sbx_err_set(err, -errno, "cannot make a pipe: %m");
+        rd = p[0];
+        wr = p[1];
+        pid = (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
+        if (pid < 0)
+                return sbx_err_set(err, -errno, "cannot clone into a new user namespace: %m");
+        if (pid == 0) {
+                char c;
+
+                /* only async-signal-safe calls here: wait for the parent to be done, then go */
+                (void)close(wr);
+                while (read(rd, &c, 1) < 0 && errno == EINTR)
+                        ;
+                _exit(0);
+        }
+        r = write_id_maps_from(pid, from, base, err);
+        if (r >= 0) {
+                snprintf(path, sizeof path, "/proc/%d/ns/user", (int)pid);
+                *ret_fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (*ret_fd < 0)
+                        r = sbx_err_set(err, -errno, "cannot open '%s': %m", path);
+        }
+        wr = safe_close(wr);
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                ;
+        return r;
 }
 
 /* A detached, idmapped, read-only copy of the tree at path. */
@@ -111,12 +157,17 @@ static int stage_mounts(const struct sandbox_launch *l, int userns_fd, int dir_f
                         struct sbx_err *err)
 {
         for (size_t i = 0; i < l->n_lowers + n_binds; i++) {
-                _cleanup_close_ int fd = -EBADF;
+                _cleanup_close_ int fd = -EBADF, own_ns = -EBADF;
                 char name[16];
-                int r;
+                int r = 0;
 
+                /* a snapshot layer owned by another sandbox's ids gets a map of its own */
+                if (i < l->n_lowers && l->lower_bases && l->lower_bases[i] != 0)
+                        r = userns_for_map(l->lower_bases[i], l->uid_base, &own_ns, err);
+                if (r < 0)
+                        return r;
                 if (i < l->n_lowers)
-                        r = idmapped_tree(l->lowers[i], userns_fd, false, &fd, err);
+                        r = idmapped_tree(l->lowers[i], own_ns >= 0 ? own_ns : userns_fd, false, &fd, err);
                 else
                         r = idmapped_tree(l->binds[i - l->n_lowers].source, userns_fd, true, &fd, err);
                 if (r < 0)

@@ -30,6 +30,10 @@ struct sandbox_launch {
         const char *id;                         /* becomes the hostname */
         const char *const *lowers;              /* template layers (host paths), topmost first */
         size_t n_lowers;                        /* 1..SBX_SANDBOX_MAX_LOWERS */
+        /* per lower (NULL = all 0): the host id its tree's root user has. 0: owned by 0..65535
+         * (template layers); else a snapshot keeping its source sandbox's ids (uid base..base+65535),
+         * mounted with a map from those to this sandbox's */
+        const uint32_t *lower_bases;
         struct sandbox_bind binds[SBX_SANDBOX_MAX_BINDS];
         size_t n_binds;
         const char *dir;                        /* per-sandbox dir holding upper/, work/, merged/ (+ staging l*, b*) */

@@ -104,7 +104,7 @@ static bool template_name_valid(const char *s)
 }
 
 /* 1..SBX_MAX_NAME bytes of [A-Za-z0-9._-], not starting with '.' or '-' (no hidden files, no options). */
-static bool sandbox_name_valid(const char *s)
+bool sandbox_name_valid(const char *s)
 {
         size_t n = strlen(s);
 
@@ -184,6 +184,14 @@ static int env_parse(const json_t *obj, char ***ret_env, size_t *ret_n, size_t *
         *ret_n = n;
         *ret_bytes = bytes;
         return 0;
+}
+
+bool snapshot_ref_valid(const char *s)
+{
+        size_t n = strlen(s);
+
+        return n > 0 && n <= SBX_MAX_TAG && s[0] != '.' && s[0] != '-' &&
+               strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-") == n;
 }
 
 /* One timer field: absent (0, nothing set), null (has, 0 = none) or seconds in [min, max]. */
@@ -270,8 +278,8 @@ void sandbox_patch_release(struct sandbox_patch *p)
 
 int sandbox_spec_parse(const json_t *body, struct sandbox_spec *ret, struct sbx_err *err)
 {
-        static const char *const fields[] = { "template", "name",    "env",     "metadata",
-                                              "resources", "timeout", "workdir", NULL };
+        static const char *const fields[] = { "template", "name",    "env",     "metadata", "resources",
+                                              "timeout",  "workdir", "snapshot", NULL };
         static const char *const resource_fields[] = { "cpu", "memory", "pids", NULL };
         _cleanup_(sandbox_spec_release) struct sandbox_spec s = {
                 .template_name = SPEC_DEFAULT_TEMPLATE,
@@ -300,6 +308,18 @@ int sandbox_spec_parse(const json_t *body, struct sandbox_spec *ret, struct sbx_
                 if (!template_name_valid(str))
                         return invalid(err, "invalid_value", "'template' must match [a-z0-9][a-z0-9._:-]*");
                 memcpy(s.template_name, str, strlen(str) + 1);
+                s.given |= SPEC_GIVEN_TEMPLATE;
+        }
+
+        r = json_get_string(body, "snapshot", "", SBX_MAX_TAG, &str, err);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                if (!snapshot_ref_valid(str))
+                        return invalid(err, "invalid_value",
+                                       "'snapshot' must be a snapshot id or tag ([A-Za-z0-9._:-], not starting with "
+                                       "'.' or '-')");
+                memcpy(s.snapshot, str, strlen(str) + 1);
         }
 
         r = json_get_string(body, "name", "", SBX_MAX_NAME, &str, err);
@@ -315,11 +335,14 @@ int sandbox_spec_parse(const json_t *body, struct sandbox_spec *ret, struct sbx_
         r = env_parse(body, &s.env, &s.n_env, &env_bytes, err);
         if (r < 0)
                 return r;
+        if (json_object_get(body, "env"))
+                s.given |= SPEC_GIVEN_ENV;
 
         r = json_get_string(body, "workdir", "", SBX_MAX_CWD - 1, &str, err);
         if (r < 0)
                 return r;
         if (r > 0) {
+                s.given |= SPEC_GIVEN_WORKDIR;
                 r = spec_path_normalize("workdir", str, s.workdir, sizeof s.workdir, err);
                 if (r < 0)
                         return r;
@@ -334,6 +357,7 @@ int sandbox_spec_parse(const json_t *body, struct sandbox_spec *ret, struct sbx_
         if (r < 0)
                 return r;
         if (r > 0) {
+                s.given |= SPEC_GIVEN_RESOURCES;
                 r = json_check_fields(o, resource_fields, "resources.", err);
                 if (r < 0)
                         return r;
@@ -356,6 +380,7 @@ int sandbox_spec_parse(const json_t *body, struct sandbox_spec *ret, struct sbx_
         if (r > 0) {
                 struct sandbox_patch t = { 0 };
 
+                s.given |= SPEC_GIVEN_TIMEOUT;
                 r = timeout_parse(o, &t, err);
                 if (r < 0)
                         return r;
@@ -425,7 +450,8 @@ json_t *sandbox_spec_to_json(const struct sandbox_spec *s)
             set_new(root, "env", TAKE_PTR(env)) < 0 ||
             set_new(root, "metadata", s->metadata ? json_deep_copy(s->metadata) : json_object()) < 0 ||
             set_new(root, "resources", TAKE_PTR(res)) < 0 || set_new(root, "timeout", TAKE_PTR(tmo)) < 0 ||
-            set_new(root, "workdir", s->workdir[0] ? json_string(s->workdir) : json_null()) < 0)
+            set_new(root, "workdir", s->workdir[0] ? json_string(s->workdir) : json_null()) < 0 ||
+            (s->snapshot[0] && set_new(root, "snapshot", json_string(s->snapshot)) < 0))
                 return NULL;
 
         return TAKE_PTR(root);

@@ -29,7 +29,21 @@ struct sandbox_spec {
         uint64_t paused_s;                             /* delete after this long paused or hibernated; 0 = never */
         uint64_t execution_s;                          /* default timeout of execs and processes; 0 = theirs */
         char workdir[SBX_MAX_CWD];                     /* default cwd of execs; "" = the template's, else /root */
+        char snapshot[SBX_MAX_TAG + 1];                /* boot from this snapshot (id or tag); "" = none */
+        unsigned given;                                /* SPEC_GIVEN_*: which fields the body named */
 };
+
+#define SPEC_GIVEN_TEMPLATE 1u
+#define SPEC_GIVEN_RESOURCES 2u
+#define SPEC_GIVEN_TIMEOUT 4u
+#define SPEC_GIVEN_WORKDIR 8u
+#define SPEC_GIVEN_ENV 16u
+
+/* 1..SBX_MAX_NAME bytes of [A-Za-z0-9._-], not starting with '.' or '-'. */
+bool sandbox_name_valid(const char *s);
+/* True for a snapshot reference: an id ("snp_...") or a tag, [A-Za-z0-9._:-]{1,SBX_MAX_TAG},
+ * not starting with '.' or '-'. */
+bool snapshot_ref_valid(const char *s);
 
 /* Parse and validate; on success *ret is filled (release with sandbox_spec_release). body may be NULL
  * (empty body = all defaults). Unknown fields are rejected (reason unknown_field). */

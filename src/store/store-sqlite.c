@@ -76,6 +76,9 @@ enum stmt_id {
         ST_PROCESS_LIST,
         ST_PROCESS_DELETE,
         ST_PROCESS_DELETE_SANDBOX,
+        ST_SNAPSHOT_PUT,
+        ST_SNAPSHOT_LIST,
+        ST_SNAPSHOT_DELETE,
         _ST_MAX,
 };
 
@@ -136,6 +139,14 @@ static const char *const stmt_sql[_ST_MAX] = {
         [ST_PROCESS_LIST] = "SELECT id, seq, data_json FROM processes WHERE sandbox_id = ?1 ORDER BY seq",
         [ST_PROCESS_DELETE] = "DELETE FROM processes WHERE id = ?1",
         [ST_PROCESS_DELETE_SANDBOX] = "DELETE FROM processes WHERE sandbox_id = ?1",
+        [ST_SNAPSHOT_PUT] = "INSERT INTO snapshots (id, kind, sandbox_id, parent_id, data_json, created_ms) "
+                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO UPDATE SET "
+                            "data_json = excluded.data_json WHERE snapshots.kind = excluded.kind AND "
+                            "snapshots.sandbox_id = excluded.sandbox_id AND "
+                            "snapshots.parent_id IS excluded.parent_id",
+        [ST_SNAPSHOT_LIST] = "SELECT id, kind, sandbox_id, coalesce(parent_id, ''), data_json, created_ms "
+                             "FROM snapshots ORDER BY created_ms, id",
+        [ST_SNAPSHOT_DELETE] = "DELETE FROM snapshots WHERE id = ?1",
 };
 
 struct sqlite_store {
@@ -867,6 +878,98 @@ static int sqlite_process_delete(struct store *s, const char *id, const char *sa
         return 0;
 }
 
+/* ---- snapshots ---- */
+
+static int sqlite_snapshot_put(struct store *s, const struct snapshot_row *r, struct sbx_err *err)
+{
+        struct sqlite_store *q = impl(s);
+        _cleanup_stmt_ sqlite3_stmt *st = q->stmt[ST_SNAPSHOT_PUT];
+        int rc;
+
+        if (!r->id[0] || !r->sandbox_id[0] || !r->kind[0] || !r->data_json)
+                return sbx_err_set(err, -SBX_E_INVALID, "snapshot record needs an id, a kind, a sandbox and data");
+        rc = sqlite3_bind_text(st, 1, r->id, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_text(st, 2, r->kind, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_text(st, 3, r->sandbox_id, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = bind_text_or_null(st, 4, r->parent_id[0] ? r->parent_id : NULL);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_text(st, 5, r->data_json, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(st, 6, (sqlite3_int64)r->created_ms);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE)
+                return sqlite3_changes(q->db) == 1
+                               ? 0
+                               : sbx_err_set(err, -SBX_E_CONFLICT, "snapshot '%s' exists with another origin", r->id);
+        if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
+                return sbx_err_set(err, -SBX_E_NOT_FOUND, "the sandbox or parent of snapshot '%s' is not there", r->id);
+        if (rc == SQLITE_CONSTRAINT_CHECK)
+                return sbx_err_set(err, -SBX_E_INVALID, "snapshot '%s' has a bad kind or data", r->id);
+        return sql_error(q, rc, err, "cannot write snapshot '%s'", r->id);
+}
+
+static int sqlite_snapshot_list(struct store *s, struct snapshot_row **ret, size_t *ret_n, struct sbx_err *err)
+{
+        struct sqlite_store *q = impl(s);
+        _cleanup_stmt_ sqlite3_stmt *st = q->stmt[ST_SNAPSHOT_LIST];
+        struct snapshot_row *a = NULL;
+        size_t n = 0, cap = 0;
+        int rc;
+
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                struct snapshot_row *r;
+
+                if (n == cap) {
+                        size_t ncap = cap ? cap * 2 : 16;
+                        struct snapshot_row *b = ncap <= 2 * SBX_MAX_SNAPSHOTS ? realloc(a, ncap * sizeof *a) : NULL;
+
+                        if (!b) {
+                                snapshot_row_array_free(a, n);
+                                return sbx_err_set(err, -ENOMEM, "cannot list snapshots");
+                        }
+                        a = b;
+                        cap = ncap;
+                }
+                r = &a[n];
+                memset(r, 0, sizeof *r);
+                if (column_to_field(st, 0, r->id, sizeof r->id) < 0 || column_to_field(st, 1, r->kind, sizeof r->kind) < 0 ||
+                    column_to_field(st, 2, r->sandbox_id, sizeof r->sandbox_id) < 0 ||
+                    column_to_field(st, 3, r->parent_id, sizeof r->parent_id) < 0 || column_dup(st, 4, &r->data_json) < 0) {
+                        snapshot_row_array_free(a, n + 1);
+                        return sbx_err_set(err, -SBX_E_INTERNAL, "a snapshot row is unreadable");
+                }
+                r->created_ms = (uint64_t)sqlite3_column_int64(st, 5);
+                n++;
+        }
+        if (rc != SQLITE_DONE) {
+                snapshot_row_array_free(a, n);
+                return sql_error(q, rc, err, "cannot list snapshots");
+        }
+        *ret = a;
+        *ret_n = n;
+        return 0;
+}
+
+static int sqlite_snapshot_delete(struct store *s, const char *id, struct sbx_err *err)
+{
+        struct sqlite_store *q = impl(s);
+        _cleanup_stmt_ sqlite3_stmt *st = q->stmt[ST_SNAPSHOT_DELETE];
+        int rc;
+
+        rc = sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(st);
+        if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
+                return sbx_err_set(err, -SBX_E_CONFLICT, "snapshot '%s' is the parent of another snapshot", id);
+        if (rc != SQLITE_DONE)
+                return sql_error(q, rc, err, "cannot delete snapshot '%s'", id);
+        return 0;
+}
+
 /* ---- open, migrations, close ---- */
 
 /* Run a statement without parameters that returns one value; copy it as text. */
@@ -1159,6 +1262,9 @@ const struct store_ops store_sqlite_ops = {
         .sandbox_list_live = sqlite_sandbox_list_live,
         .event_append = sqlite_event_append,
         .event_list = sqlite_event_list,
+        .snapshot_put = sqlite_snapshot_put,
+        .snapshot_list = sqlite_snapshot_list,
+        .snapshot_delete = sqlite_snapshot_delete,
         .setting_get = sqlite_setting_get,
         .setting_set = sqlite_setting_set,
         .process_put = sqlite_process_put,

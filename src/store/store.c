@@ -140,3 +140,10 @@ void event_row_array_free(struct event_row *a, size_t n)
                 free(a[i].data_json);
         free(a);
 }
+
+void snapshot_row_array_free(struct snapshot_row *a, size_t n)
+{
+        for (size_t i = 0; a && i < n; i++)
+                free(a[i].data_json);
+        free(a);
+}

@@ -99,6 +99,17 @@ struct event_query {
 
 void event_row_array_free(struct event_row *a, size_t n);
 
+/* A snapshot record (core/snapshots.c): the core's JSON, stored as is. */
+struct snapshot_row {
+        char id[SBX_ID_MAX];
+        char kind[16];                        /* snapshot | checkpoint | fork */
+        char sandbox_id[SBX_ID_MAX];          /* the sandbox it was taken of */
+        char parent_id[SBX_ID_MAX];           /* "" = none */
+        char *data_json;                      /* owned */
+        uint64_t created_ms;
+};
+void snapshot_row_array_free(struct snapshot_row *a, size_t n);
+
 /* A process record (core/process-store.c): the core's JSON, stored as is, keyed by id. */
 struct process_row {
         char id[SBX_ID_MAX];
@@ -144,6 +155,13 @@ struct store_ops {
                             struct sbx_err *err);
         /* Delete the row with id, or (id NULL) every row of sandbox_id. Absent rows are no error. */
         int (*process_delete)(struct store *s, const char *id, const char *sandbox_id, struct sbx_err *err);
+        /* Insert or replace the snapshot with r->id (its sandbox, parent and kind never change). A
+         * parent that does not exist -> -SBX_E_NOT_FOUND. */
+        int (*snapshot_put)(struct store *s, const struct snapshot_row *r, struct sbx_err *err);
+        /* Every snapshot, oldest first (at most SBX_MAX_SNAPSHOTS). */
+        int (*snapshot_list)(struct store *s, struct snapshot_row **ret, size_t *ret_n, struct sbx_err *err);
+        /* Absent is no error; one that is still a parent -> -SBX_E_CONFLICT. */
+        int (*snapshot_delete)(struct store *s, const char *id, struct sbx_err *err);
 };
 
 struct store {
