@@ -44,6 +44,7 @@ struct op {
         uint32_t us_queue, us_dirs, us_cgroup;   /* launch timing, for the debug log */
         unsigned wait_rounds;            /* polls for an empty cgroup after a kill */
         struct restore_job *restore;     /* OP_RESTORE */
+        struct freeze_watch *freeze;     /* OP_PAUSE: inotify on cgroup.events */
 };
 
 struct sandbox {

@@ -341,6 +341,15 @@ int cgroup_freeze(const struct cgroup_root *root, const char *name, bool freeze)
         return write_file_at(fd, "freezer.state", freeze ? "FROZEN" : "THAWED");
 }
 
+int cgroup_events_path(const struct cgroup_root *root, const char *name, char *buf, size_t size)
+{
+        if (root->unified_fd < 0)
+                return -EOPNOTSUPP;
+        if ((size_t)snprintf(buf, size, "/proc/self/fd/%d/%s/cgroup.events", root->unified_fd, name) >= size)
+                return -ENAMETOOLONG;
+        return 0;
+}
+
 int cgroup_frozen(const struct cgroup_root *root, const char *name)
 {
         _cleanup_close_ int fd = -EBADF;

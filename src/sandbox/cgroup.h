@@ -71,6 +71,9 @@ int cgroup_kill(const struct cgroup_root *root, const char *name);
  * freezer. Returns once asked; cgroup_frozen() says when the kernel is done (a thaw needs no wait).
  * Frozen processes still die of SIGKILL (cgroup_kill). */
 int cgroup_freeze(const struct cgroup_root *root, const char *name, bool freeze);
+/* A path to the sandbox's cgroup.events (unified tree only; -EOPNOTSUPP without): the kernel
+ * signals a change of "frozen" or "populated" as a modification (inotify). */
+int cgroup_events_path(const struct cgroup_root *root, const char *name, char *buf, size_t size);
 /* 1 = every process is frozen, 0 = not (yet), < 0 error. */
 int cgroup_frozen(const struct cgroup_root *root, const char *name);
 /* True if any process is left in the sandbox cgroup. */
