@@ -36,12 +36,12 @@ fi
 
 # Build and unit tests (CMakeLists.txt: libuv, libmicrohttpd, jansson, sqlite3, libseccomp,
 # libcurl, libcrypto, libarchive, wslay, cmocka), templates (mmdebstrap), the daemon's runtime (uidmap, iproute2,
-# zstd), then the peers and tools that bench/ compares against.
+# zstd, btrfs-progs for --storage btrfs), then the peers and tools that bench/ compares against.
 packages=(
         build-essential cmake ninja-build pkg-config
         libuv1-dev libmicrohttpd-dev libjansson-dev libsqlite3-dev libseccomp-dev
         libcurl4-openssl-dev libssl-dev libcmocka-dev libarchive-dev libwslay-dev
-        mmdebstrap ca-certificates uidmap iproute2 zstd
+        mmdebstrap ca-certificates uidmap iproute2 zstd btrfs-progs
         crun runc bubblewrap podman runsc hyperfine
 )
 

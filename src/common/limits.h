@@ -92,6 +92,9 @@
 #define SBX_MAX_EVENT_SUBSCRIBERS 1024             /* live GET /v1/events and .../events?follow clients */
 #define SBX_MAX_FREEZE_MS 5000                     /* a pause waits this long for the freezer, then fails */
 
+#define SBX_DEFAULT_STORAGE_SIZE (64ULL << 30)    /* a new btrfs image (sparse) */
+#define SBX_MIN_STORAGE_SIZE (1ULL << 30)
+
 #define SBX_DEFAULT_POOL_SIZE 2                    /* sandboxes kept ready per template in use */
 #define SBX_MAX_POOL_SIZE 16
 

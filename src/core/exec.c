@@ -102,7 +102,6 @@ static void call_done(struct exec_handle *h, int r, const struct sbx_err *err, c
 static void exec_finish(struct exec_handle *h, int r, const struct sbx_err *err)
 {
         struct sandbox *sb = h->sb;
-        struct manager *m = sb->m;
         struct exec_result res = { 0 };
 
         if (h->phase == EXEC_FINISHED)
@@ -116,7 +115,6 @@ static void exec_finish(struct exec_handle *h, int r, const struct sbx_err *err)
         unlink_exec(h);
 
         if (r >= 0) {
-                uint64_t oom_after = 0;
                 res.duration_usec = now_usec() - h->t0;
                 res.timed_out = h->timed_out;
                 if (WIFEXITED(h->status))
@@ -125,11 +123,8 @@ static void exec_finish(struct exec_handle *h, int r, const struct sbx_err *err)
                         res.exit_code = 128 + WTERMSIG(h->status);
                 /* a SIGKILL while the memory cgroup's OOM count rose: the OOM killer did it
                  * (NEEDSWORK: two execs SIGKILLed at once may both be blamed) */
-                if (WIFSIGNALED(h->status) && WTERMSIG(h->status) == SIGKILL && !h->timed_out &&
-                    cgroup_oom_kills(&m->cg, sb->rec.id, &oom_after) >= 0 && oom_after > sb->oom_seen) {
-                        res.oom_killed = true;
-                        sb->oom_seen = oom_after;
-                }
+                if (WIFSIGNALED(h->status) && WTERMSIG(h->status) == SIGKILL && !h->timed_out)
+                        res.oom_killed = manager__check_oom(sb, "exec");
                 metrics_exec(res.duration_usec);
         }
         /* answer first: the housekeeping below is off the client's critical path */

@@ -568,3 +568,16 @@ bool manager_sandbox_known(struct manager *m, const char *id)
         sandbox_record_release(&rec);
         return true;
 }
+
+bool manager__check_oom(struct sandbox *sb, const char *what)
+{
+        uint64_t kills = 0;
+
+        if (cgroup_oom_kills(&sb->m->cg, sb->rec.id, &kills) < 0 || kills <= sb->oom_seen)
+                return false;
+        manager__event(sb->m, sb->rec.id, "sandbox.oom",
+                       json_pack("{s:I,s:I,s:s}", "kills", (json_int_t)kills, "new", (json_int_t)(kills - sb->oom_seen),
+                                 "victim", what ? what : ""));
+        sb->oom_seen = kills;
+        return true;
+}

@@ -11,6 +11,7 @@
 #include "sandbox/cgroup.h"
 #include "sandbox/init-client.h"
 #include "sandbox/sandbox.h"
+#include "sandbox/tree.h"
 
 #define SANDBOX_HASH_SIZE 4096
 #define EXEC_GROUP_POOL 8   /* empty per-exec cgroups kept per sandbox: mkdir/rmdir off the exec path */
@@ -124,7 +125,8 @@ struct manager {
         struct tbuild *builds;           /* build.c: running and recently finished template builds */
         bool freeing;                    /* manager_free() was called; free when cleanups end */
         uint64_t stream_log_bytes;       /* output kept per process stream */
-        char snapshots_dir[PATH_MAX];    /* <data>/snapshots */
+        char snapshots_dir[PATH_MAX];    /* <state>/snapshots */
+        bool btrfs;                      /* storage.c: uppers and snapshots are btrfs subvolumes */
         struct snapshot *snapshots;      /* snapshots.c: every snapshot, oldest first */
         unsigned n_snapshots;
         struct event_sub *event_subs;    /* events.c: live subscribers */
@@ -170,6 +172,9 @@ void lifecycle__json(const struct sandbox *sb, json_t *o);      /* expiresAt, te
 void lifecycle__hibernated(struct op *op);                      /* OP_HIBERNATE's processes are gone */
 int lifecycle__stop_hibernated(struct sandbox *sb, manager_done_fn done, void *data, struct sbx_err *err);
 void lifecycle__woken(struct sandbox *sb);                      /* a wake's launch succeeded */
+/* The sandbox's memory cgroup killed something since the last look: event sandbox.oom {kills,
+ * new, victim} and true. what: the command or process that died of SIGKILL, for the event. */
+bool manager__check_oom(struct sandbox *sb, const char *what);
 
 /* snapshots.c, snapshot-use.c */
 struct snapshot;
@@ -207,8 +212,28 @@ int snapshots__create(struct manager *m, struct sandbox_spec *spec, manager_done
 void snapshots__sandbox_gone(struct manager *m, struct sandbox *sb);
 /* OP_RESTORE once the processes are gone. */
 void snapshots__restore_files(struct op *op);
-/* Recovery: finish or undo a restore a crash interrupted (upper.new / upper.old). Blocking. */
-void snapshots__recover_dir(const char *dir);
+/* storage.c: plain directories or btrfs subvolumes (manager_config.btrfs). Blocking (worker pool). */
+/* <dir>/upper, work, merged for a new sandbox (on btrfs <dir> is a subvolume). */
+int storage__prepare(struct manager *m, const char *dir, uid_t uid, struct sbx_err *err);
+/* rm -rf a sandbox dir (a subvolume deleted whole). */
+void storage__remove_dir(struct manager *m, const char *dir);
+/* Snapshot the sandbox dir into <tmp>/root (tmp exists): a read-only subvolume snapshot of the
+ * whole dir on btrfs, else a copy of its upper keeping ids; *st filled by a copy only. */
+int storage__snapshot(struct manager *m, const char *dir, const char *tmp, struct tree_stats *st,
+                      struct sbx_err *err);
+/* Below a snapshot's dir, where its layer tree is: "/root" or (btrfs) "/root/upper". */
+const char *storage__layer_subdir(const struct manager *m);
+/* Put a checkpoint's files (snapshot_dir) in place of the sandbox dir's (ids from..→to); crash-safe
+ * with storage__recover. */
+int storage__restore(struct manager *m, const char *snapshot_dir, const char *dir, uid_t from, uid_t to,
+                     struct sbx_err *err);
+/* Recovery: finish or undo a restore a crash interrupted. */
+void storage__recover(struct manager *m, const char *dir);
+/* rm -rf a snapshot's dir (<snapshots>/<id> or tmp-*). */
+void storage__remove_snapshot(struct manager *m, const char *path);
+/* "dir" or "btrfs" */
+const char *storage__name(const struct manager *m);
+
 /* manager_maybe_free for the other files (jobs on the worker pool end) */
 void manager_maybe_free_pub(struct manager *m);
 

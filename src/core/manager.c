@@ -597,7 +597,7 @@ void manager__work_launch(uv_work_t *w)
         l.lower_bases = bases;
         l.n_lowers = n_lowers;
         if (op->r >= 0)
-                op->r = sandbox_dirs_prepare(sb->dir, uid, &op->err);
+                op->r = storage__prepare(m, sb->dir, uid, &op->err);
         op->us_dirs = (uint32_t)(now_usec() - t);
         t = now_usec();
         if (op->r >= 0)
@@ -608,7 +608,7 @@ void manager__work_launch(uv_work_t *w)
         if (op->r < 0) {
                 (void)cgroup_destroy(&m->cg, sb->rec.id);
                 if (op->kind == OP_CREATE || op->kind == OP_POOL)
-                        (void)sandbox_dirs_remove(sb->dir);
+                        storage__remove_dir(sb->m, sb->dir);
         }
 }
 
@@ -642,13 +642,13 @@ void manager__after_launch(uv_work_t *w, int status)
                 if (r < 0) {
                         sandbox__teardown_sync(sb);
                         if (op->kind == OP_CREATE)
-                                (void)sandbox_dirs_remove(sb->dir);
+                                storage__remove_dir(sb->m, sb->dir);
                 }
         }
         if (op->kind == OP_POOL) {
                 if (r < 0) {
                         sandbox__teardown_sync(sb);
-                        (void)sandbox_dirs_remove(sb->dir);
+                        storage__remove_dir(sb->m, sb->dir);
                 }
                 pool__launched(sb, r, &op->err, usec);
                 manager__op_finish(op, r, &op->err, NULL);
@@ -701,7 +701,7 @@ static void work_cleanup(uv_work_t *w)
         while (cgroup_populated(&c->m->cg, c->id) && now_usec() < deadline)
                 usleep(TEARDOWN_POLL_MS * 1000);
         (void)cgroup_destroy(&c->m->cg, c->id);
-        (void)sandbox_dirs_remove(c->dir);
+        storage__remove_dir(c->m, c->dir);
 }
 
 static void after_cleanup(uv_work_t *w, int status)
@@ -733,7 +733,7 @@ static void queue_cleanup(struct manager *m, const char *id, const char *dir, ui
         }
         /* no memory or no worker: do it here, late rather than never */
         (void)cgroup_destroy(&m->cg, id);
-        (void)sandbox_dirs_remove(dir);
+        storage__remove_dir(m, dir);
         manager__slot_set(m, uid_slot, false);
 }
 
@@ -1302,10 +1302,12 @@ int manager_new(uv_loop_t *loop, struct store *store, struct template_store *tem
         m->stream_log_bytes = cfg->stream_log ? cfg->stream_log : SBX_DEFAULT_STREAM_LOG;
         m->max_sandboxes = cfg->max_sandboxes && cfg->max_sandboxes < SBX_MAX_SANDBOXES ? cfg->max_sandboxes
                                                                                         : SBX_MAX_SANDBOXES;
-        if ((size_t)snprintf(m->sandboxes_dir, sizeof m->sandboxes_dir, "%s/sandboxes", cfg->data_dir) >=
-            sizeof m->sandboxes_dir)
+        m->btrfs = cfg->btrfs;
+        if ((size_t)snprintf(m->sandboxes_dir, sizeof m->sandboxes_dir, "%s/sandboxes",
+                             cfg->state_dir ? cfg->state_dir : cfg->data_dir) >= sizeof m->sandboxes_dir)
                 return sbx_err_set(err, -ENAMETOOLONG, "data dir path too long");
-        if ((size_t)snprintf(m->snapshots_dir, sizeof m->snapshots_dir, "%s/snapshots", cfg->data_dir) >=
+        if ((size_t)snprintf(m->snapshots_dir, sizeof m->snapshots_dir, "%s/snapshots",
+                             cfg->state_dir ? cfg->state_dir : cfg->data_dir) >=
             sizeof m->snapshots_dir)
                 return sbx_err_set(err, -ENAMETOOLONG, "data dir path too long");
         if (mkdir(m->snapshots_dir, 0711) < 0 && errno != EEXIST)

@@ -30,6 +30,8 @@ struct manager_config {
         unsigned pool_size;         /* sandboxes kept ready per template in use (0 = no pool) */
         unsigned max_sandboxes;     /* live sandboxes at once (0 = SBX_MAX_SANDBOXES) */
         uint64_t stream_log;        /* bytes of output kept per process stream (0 = SBX_DEFAULT_STREAM_LOG) */
+        const char *state_dir;      /* sandboxes/ and snapshots/ go here (NULL = data_dir) */
+        bool btrfs;                 /* state_dir is btrfs: uppers are subvolumes, snapshots subvolume snapshots */
 };
 
 int manager_new(uv_loop_t *loop, struct store *store, struct template_store *templates,

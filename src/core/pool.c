@@ -137,7 +137,7 @@ void pool__launched(struct sandbox *sb, int r, const struct sbx_err *err, uint64
                         log_debug("pool %s: launch failed: %s", p->template_name, err ? err->msg : "?");
                 } else {
                         sandbox__teardown_sync(sb);
-                        (void)sandbox_dirs_remove(sb->dir);
+                        storage__remove_dir(sb->m, sb->dir);
                 }
                 sandbox__remove(sb);
                 return;
@@ -173,7 +173,7 @@ struct sandbox *pool__take(struct manager *m, const char *template_name, const s
                         break;
                 }
                 sandbox__teardown_sync(c);
-                (void)sandbox_dirs_remove(c->dir);
+                storage__remove_dir(m, c->dir);
                 sandbox__remove(c);
         }
         pool__refill(m, template_name);
@@ -187,7 +187,7 @@ void pool__drain(struct manager *m)
                 while (p->n_ready > 0) {
                         struct sandbox *sb = p->ready[--p->n_ready];
                         sandbox__teardown_sync(sb);
-                        (void)sandbox_dirs_remove(sb->dir);
+                        storage__remove_dir(sb->m, sb->dir);
                         sandbox__remove(sb);
                 }
 }

@@ -563,6 +563,8 @@ static void process_finish(struct process *p)
         } else {
                 p->signal = WIFSIGNALED(st) ? WTERMSIG(st) : SIGKILL;
                 p->exit_code = 128 + p->signal;
+                if (p->signal == SIGKILL && !p->timed_out && !p->killed)
+                        (void)manager__check_oom(sb, p->id);
                 p->status = p->timed_out ? PROCESS_TIMEOUT : PROCESS_KILLED;
         }
         p->ended_ms = now_realtime_ms();

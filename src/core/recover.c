@@ -47,7 +47,7 @@ static void recover_one(struct sandbox *sb)
 {
         enum sandbox_state was = sb->rec.state;
 
-        snapshots__recover_dir(sb->dir);
+        storage__recover(sb->m, sb->dir);
         switch (sb->rec.state) {
         case SANDBOX_RUNNING:
         case SANDBOX_PAUSED:
@@ -74,7 +74,7 @@ static void recover_one(struct sandbox *sb)
                 break;
         case SANDBOX_CREATING:
                 sandbox__teardown_sync(sb);
-                (void)sandbox_dirs_remove(sb->dir);
+                storage__remove_dir(sb->m, sb->dir);
                 sandbox__set_state(sb, SANDBOX_FAILED, "creation was interrupted by an sbxd restart");
                 break;
         case SANDBOX_STARTING:
@@ -111,7 +111,7 @@ static void sweep_dirs(struct manager *m)
                 (void)cgroup_kill(&m->cg, de->d_name);
                 (void)cgroup_destroy(&m->cg, de->d_name);
                 if ((size_t)snprintf(path, sizeof path, "%s/%s", m->sandboxes_dir, de->d_name) < sizeof path)
-                        (void)sandbox_dirs_remove(path);
+                        storage__remove_dir(m, path);
         }
         closedir(d);
 }

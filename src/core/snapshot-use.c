@@ -415,7 +415,7 @@ fail:
 struct restore_job {
         uv_work_t work;
         struct op *op;
-        char src[PATH_MAX + 64];      /* the checkpoint's tree */
+        char src[PATH_MAX + 64];      /* the checkpoint's dir */
         uid_t id_base;                /* its owner ids (the sandbox's own, unless its slot changed) */
         uid_t uid_base;
         bool was_running;
@@ -429,41 +429,8 @@ static void restore_work(uv_work_t *w)
 {
         struct restore_job *j = w->data;
         struct sandbox *sb = j->op->sb;
-        char next[PATH_MAX + 16], old[PATH_MAX + 16], upper[PATH_MAX + 16], work[PATH_MAX + 16];
-        _cleanup_close_ int src = -EBADF, dst = -EBADF;
-        struct tree_copy_opts o = { .id_from = j->id_base, .id_to = j->uid_base, .keep_foreign = true };
-        struct tree_stats st = { 0 };
 
-        snprintf(next, sizeof next, "%s/upper.new", sb->dir);
-        snprintf(old, sizeof old, "%s/upper.old", sb->dir);
-        snprintf(upper, sizeof upper, "%s/upper", sb->dir);
-        snprintf(work, sizeof work, "%s/work", sb->dir);
-        (void)sandbox_dirs_remove(next);
-        if (mkdir(next, 0755) < 0 || chown(next, j->uid_base, j->uid_base) < 0) {
-                j->r = sbx_err_set(&j->err, -errno, "cannot make '%s': %m", next);
-                return;
-        }
-        src = open(j->src, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        dst = open(next, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (src < 0 || dst < 0) {
-                j->r = sbx_err_set(&j->err, -errno, "cannot open the checkpoint's files: %m");
-                (void)sandbox_dirs_remove(next);
-                return;
-        }
-        j->r = tree_copy(src, dst, &o, &st, &j->err);
-        if (j->r < 0) {
-                (void)sandbox_dirs_remove(next);
-                return;
-        }
-        (void)sandbox_dirs_remove(old);
-        if (rename(upper, old) < 0 || rename(next, upper) < 0) {
-                j->r = sbx_err_set(&j->err, -errno, "cannot swap in the checkpoint's files: %m");
-                return;
-        }
-        (void)sandbox_dirs_remove(old);
-        /* overlay's work dir belongs to the old upper */
-        (void)sandbox_dirs_remove(work);
-        (void)sandbox_dirs_prepare(sb->dir, j->uid_base, NULL);
+        j->r = storage__restore(sb->m, j->src, sb->dir, j->id_base, j->uid_base, &j->err);
 }
 
 static void restore_done(uv_work_t *w, int status)
@@ -540,7 +507,7 @@ int manager_checkpoint_restore(struct manager *m, const char *id, const char *na
         j = calloc(1, sizeof *j);
         if (!j)
                 return -ENOMEM;
-        snprintf(j->src, sizeof j->src, "%s/%s/root", m->snapshots_dir, sid);
+        snprintf(j->src, sizeof j->src, "%s/%s", m->snapshots_dir, sid);
         j->uid_base = SBX_UID_BASE + sb->rec.uid_slot * SBX_UID_RANGE;
         j->id_base = snapshots__id_base(m, sid);
         j->was_running = sb->rec.state == SANDBOX_RUNNING || sb->rec.state == SANDBOX_PAUSED;
@@ -557,20 +524,4 @@ int manager_checkpoint_restore(struct manager *m, const char *id, const char *na
         } else
                 snapshots__restore_files(op);
         return 0;
-}
-
-void snapshots__recover_dir(const char *dir)
-{
-        char next[PATH_MAX + 16], old[PATH_MAX + 16], upper[PATH_MAX + 16];
-        struct stat st;
-
-        snprintf(next, sizeof next, "%s/upper.new", dir);
-        snprintf(old, sizeof old, "%s/upper.old", dir);
-        snprintf(upper, sizeof upper, "%s/upper", dir);
-        /* the swap was half done: the new files were complete, finish it */
-        if (lstat(upper, &st) < 0 && errno == ENOENT && lstat(next, &st) == 0)
-                (void)rename(next, upper);
-        /* else the copy was not finished: the old files stay */
-        (void)sandbox_dirs_remove(next);
-        (void)sandbox_dirs_remove(old);
 }

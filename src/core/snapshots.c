@@ -184,12 +184,12 @@ static void index_remove(struct manager *m, struct snapshot *s)
 }
 
 /* Remove a snapshot's tree (blocking: a tree walk) and any half-made copy of it. */
-static void remove_tree(const struct manager *m, const char *name)
+static void remove_tree(struct manager *m, const char *name)
 {
         char path[PATH_MAX + 64];
 
         if ((size_t)snprintf(path, sizeof path, "%s/%s", m->snapshots_dir, name) < sizeof path)
-                (void)sandbox_dirs_remove(path);
+                storage__remove_snapshot(m, path);
 }
 
 int snapshots__load(struct manager *m, struct sbx_err *err)
@@ -267,7 +267,7 @@ int manager__lower_paths(struct sandbox *sb, const struct template_info *tmpl, c
 {
         struct manager *m = sb->m;
         _cleanup_free_ char **base = NULL;
-        size_t n_base = 0, n, bytes = 0, each = strlen(m->snapshots_dir) + SBX_ID_MAX + 8;
+        size_t n_base = 0, n, bytes = 0, each = strlen(m->snapshots_dir) + SBX_ID_MAX + 16;
         uint32_t *bases;
         char **paths, *buf;
         int r;
@@ -291,7 +291,7 @@ int manager__lower_paths(struct sandbox *sb, const struct template_info *tmpl, c
 
                 paths[i] = buf;
                 bases[i] = s ? s->id_base : 0;
-                buf += snprintf(buf, each, "%s/%s/root", m->snapshots_dir, sb->chain[i]) + 1;
+                buf += snprintf(buf, each, "%s/%s%s", m->snapshots_dir, sb->chain[i], storage__layer_subdir(m)) + 1;
         }
         for (size_t i = 0; i < n_base; i++) {
                 paths[sb->n_chain + i] = buf;
@@ -355,9 +355,6 @@ static void snap_work(uv_work_t *w)
         struct snap_job *j = w->data;
         struct sandbox *sb = j->op->sb;
         const struct cgroup_root *cg = &j->m->cg;
-        _cleanup_close_ int src = -EBADF, dst = -EBADF;
-        /* the copy keeps the sandbox's own ids (idBase): sandboxes made from it map them */
-        struct tree_copy_opts o = { .id_from = j->uid_base, .id_to = j->uid_base, .keep_foreign = true };
         uint64_t t0 = now_usec(), deadline = t0 + FREEZE_WAIT_US;
 
         if (j->freeze) {
@@ -371,23 +368,12 @@ static void snap_work(uv_work_t *w)
                 else if (j->r < 0)
                         (void)sbx_err_set(&j->err, j->r, "cannot freeze sandbox '%s': %s", sb->rec.id, strerror(-j->r));
         }
-        if (j->r >= 0) {
-                char root[PATH_MAX + 80];
-
-                snprintf(root, sizeof root, "%s/root", j->tmp);
-                if (mkdir(j->tmp, 0700) < 0 || mkdir(root, 0755) < 0)
-                        j->r = sbx_err_set(&j->err, -errno, "cannot make '%s': %m", root);
-                if (j->r >= 0) {
-                        src = open(j->upper, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                        dst = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                        if (src < 0 || dst < 0)
-                                j->r = sbx_err_set(&j->err, -errno, "cannot open the sandbox's files for a snapshot: %m");
-                }
-        }
+        if (j->r >= 0 && mkdir(j->tmp, 0700) < 0)
+                j->r = sbx_err_set(&j->err, -errno, "cannot make '%s': %m", j->tmp);
         if (j->r >= 0) {
                 uint64_t c0 = now_usec();
 
-                j->r = tree_copy(src, dst, &o, &j->stats, &j->err);
+                j->r = storage__snapshot(j->m, j->upper, j->tmp, &j->stats, &j->err);
                 j->copy_us = now_usec() - c0;
         }
         if (j->freeze) {
@@ -397,7 +383,7 @@ static void snap_work(uv_work_t *w)
         if (j->r >= 0 && rename(j->tmp, j->final) < 0)
                 j->r = sbx_err_set(&j->err, -errno, "cannot publish snapshot '%s': %m", j->id);
         if (j->r < 0)
-                (void)sandbox_dirs_remove(j->tmp);
+                storage__remove_snapshot(j->m, j->tmp);
 }
 
 static int snapshot_publish(struct manager *m, const struct op *op, struct snap_job *j, struct snapshot **ret,
@@ -409,8 +395,9 @@ static int snapshot_publish(struct manager *m, const struct op *op, struct snap_
         char *text;
         int r;
 
-        json_object_set_new(j->data, "sizeBytes", json_integer((json_int_t)j->stats.bytes));
-        json_object_set_new(j->data, "entries", json_integer((json_int_t)j->stats.entries));
+        /* a subvolume snapshot counts nothing: no walk is what makes it fast */
+        json_object_set_new(j->data, "sizeBytes", j->m->btrfs ? json_null() : json_integer((json_int_t)j->stats.bytes));
+        json_object_set_new(j->data, "entries", j->m->btrfs ? json_null() : json_integer((json_int_t)j->stats.entries));
         json_object_set_new(j->data, "frozenMs", json_real(j->frozen_us / 1000.0));
         json_object_set_new(j->data, "createdAt", json_time_ms(row.created_ms));
         text = json_dump_compact(j->data);
@@ -510,7 +497,7 @@ int snapshots__take(struct manager *m, const char *id, const char *kind, const c
                             sb->n_chain ? json_string(sb->chain[0]) : json_null(), "template", sb->rec.template_name,
                             "description", description ? json_string(description) : json_null(), "spec",
                             sandbox_spec_to_json(&sb->spec), "tags", tags ? json_incref(tags) : json_array(),
-                            "backend", "dir",
+                            "backend", storage__name(m),
                             "patches", "memory", false);
         if (!j->data) {
                 free(j);
@@ -536,7 +523,7 @@ int snapshots__take(struct manager *m, const char *id, const char *kind, const c
         j->uid_base = SBX_UID_BASE + sb->rec.uid_slot * SBX_UID_RANGE;
         json_object_set_new(j->data, "idBase", json_integer((json_int_t)j->uid_base));
         j->freeze = sb->rec.state == SANDBOX_RUNNING;
-        snprintf(j->upper, sizeof j->upper, "%s/upper", sb->dir);
+        snprintf(j->upper, sizeof j->upper, "%s", sb->dir);
         snprintf(j->tmp, sizeof j->tmp, "%s/tmp-%s", m->snapshots_dir, j->id);
         snprintf(j->final, sizeof j->final, "%s/%s", m->snapshots_dir, j->id);
         j->work.data = j;

@@ -4,6 +4,7 @@
 
 #include <getopt.h>
 #include <stdio.h>
+#include <errno.h>
 #include <string.h>
 
 #include "common/limits.h"
@@ -20,6 +21,8 @@ enum {
         OPT_DEFAULT_TEMPLATE,
         OPT_POOL_SIZE,
         OPT_STREAM_LOG,
+        OPT_STORAGE,
+        OPT_STORAGE_SIZE,
 };
 
 static const struct option options[] = {
@@ -33,6 +36,8 @@ static const struct option options[] = {
         { "default-template", required_argument, NULL, OPT_DEFAULT_TEMPLATE },
         { "pool-size", required_argument, NULL, OPT_POOL_SIZE },
         { "stream-log", required_argument, NULL, OPT_STREAM_LOG },
+        { "storage", required_argument, NULL, OPT_STORAGE },
+        { "storage-size", required_argument, NULL, OPT_STORAGE_SIZE },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         {},
@@ -50,11 +55,34 @@ void daemon_config_usage(const char *prog)
                "  --default-template NAME  template built at start if missing (default base; '' none)\n"
                "  --pool-size N            sandboxes kept ready per template in use (default 2, max 16; 0 off)\n"
 "  --stream-log SIZE        output kept per process stream, e.g. 16M (default; 1M to 4G)\n"
+"  --storage KIND           where sandbox files and snapshots live: dir (default: plain\n"
+"                           directories, snapshots copy) or btrfs (subvolumes, snapshots in ms;\n"
+"                           DATA itself if it is btrfs, else an image DATA/btrfs.img on DATA/btrfs)\n"
+"  --storage-size SIZE      size of a new btrfs image, e.g. 64G (default 64G; sparse)\n"
                "  --init PATH              the sbx-init binary (default: beside sbxd)\n"
                "  --log-level LEVEL        error, warn, info or debug (default info)\n"
                "  -h, --help               this text\n"
                "  -V, --version            print the version\n",
                prog);
+}
+
+/* "64G", "512M", "1024K" or bytes -> bytes. */
+static int parse_size(const char *s, uint64_t *ret)
+{
+        size_t digits = strspn(s, "0123456789");
+        const char *suffix = s + digits;
+        uint64_t n, unit = 1;
+
+        if (suffix[0] && !suffix[1])
+                unit = strchr("Kk", suffix[0]) ? 1ULL << 10
+                       : strchr("Mm", suffix[0]) ? 1ULL << 20
+                       : strchr("Gg", suffix[0]) ? 1ULL << 30
+                       : strchr("Tt", suffix[0]) ? 1ULL << 40
+                                                 : 0;
+        if (digits == 0 || unit == 0 || strlen(suffix) > 1 || parse_u64_prefix(s, &n) < 0 || n > UINT64_MAX / unit)
+                return -EINVAL;
+        *ret = n * unit;
+        return 0;
 }
 
 int daemon_config_parse(struct daemon_config *c, int argc, char **argv, struct sbx_err *err)
@@ -67,6 +95,7 @@ int daemon_config_parse(struct daemon_config *c, int argc, char **argv, struct s
                 .default_template = "base",
                 .pool_size = SBX_DEFAULT_POOL_SIZE,
                 .stream_log = SBX_DEFAULT_STREAM_LOG,
+                .storage_size = SBX_DEFAULT_STORAGE_SIZE,
                 .log_level = LOG_LEVEL_INFO,
         };
         optind = 1;
@@ -111,6 +140,18 @@ int daemon_config_parse(struct daemon_config *c, int argc, char **argv, struct s
                         c->pool_size = (unsigned)n;
                         break;
                 }
+                case OPT_STORAGE:
+                        if (strcmp(optarg, "dir") != 0 && strcmp(optarg, "btrfs") != 0)
+                                return sbx_err_set(err, -SBX_E_INVALID, "'--storage' must be dir or btrfs, not '%.32s'",
+                                                   optarg);
+                        c->storage_btrfs = strcmp(optarg, "btrfs") == 0;
+                        break;
+                case OPT_STORAGE_SIZE:
+                        if (parse_size(optarg, &c->storage_size) < 0 || c->storage_size < SBX_MIN_STORAGE_SIZE)
+                                return sbx_err_set(err, -SBX_E_INVALID,
+                                                   "'--storage-size' must be a size of at least 1G, like 64G, not '%.32s'",
+                                                   optarg);
+                        break;
                 case OPT_STREAM_LOG: {
                         uint64_t n, unit = 1;
                         size_t digits = strspn(optarg, "0123456789");

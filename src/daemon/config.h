@@ -17,6 +17,8 @@ struct daemon_config {
         const char *init_path;      /* default: sbx-init beside the sbxd binary */
         const char *default_template; /* built at start if missing; "" = none. default "base" */
         uint64_t stream_log;        /* bytes of output kept per process stream */
+        bool storage_btrfs;         /* --storage btrfs (default dir) */
+        uint64_t storage_size;      /* bytes of a new btrfs image */
         unsigned pool_size;         /* sandboxes kept ready per template in use; default 2 */
         enum log_level log_level;
         bool help, version;

@@ -28,6 +28,7 @@
 #include "config.h"
 #include "core/manager.h"
 #include "images/template.h"
+#include "sandbox/btrfs.h"
 #include "store/store.h"
 
 #define SBX_VERSION "0.1.0"
@@ -36,6 +37,7 @@ struct daemon {
         uv_loop_t *loop;
         struct daemon_config cfg;
         char data_dir[PATH_MAX];
+        char state_dir[PATH_MAX + 16];       /* sandboxes/ and snapshots/: data_dir, or the btrfs mount */
         char templates_dir[PATH_MAX + 32];
         char unix_path[PATH_MAX + 32];
         char init_path[PATH_MAX + 32];
@@ -93,6 +95,35 @@ static int prepare_data_dir(struct daemon *d, struct sbx_err *err)
         if (chmod(d->data_dir, 0711) < 0)
                 return sbx_err_set(err, -errno, "cannot chmod data dir '%s': %m", d->data_dir);
         return check_traversable(d->data_dir, err);
+}
+
+/* --storage btrfs: the data dir if it is btrfs, else an image DATA/btrfs.img mounted on DATA/btrfs.
+ * Mounted in the host's mount namespace (before sbxd makes its own): sandboxes outlive sbxd and
+ * hold that filesystem, and the next sbxd finds the mount where it was. */
+static int prepare_storage(struct daemon *d, struct sbx_err *err)
+{
+        _cleanup_close_ int fd = -EBADF;
+        char image[PATH_MAX + 16];
+        int r;
+
+        snprintf(d->state_dir, sizeof d->state_dir, "%s", d->data_dir);
+        if (!d->cfg.storage_btrfs)
+                return 0;
+        fd = open(d->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return sbx_err_set(err, -errno, "cannot open data dir '%s': %m", d->data_dir);
+        if (btrfs_is(fd))
+                return 0;
+        snprintf(d->state_dir, sizeof d->state_dir, "%s/btrfs", d->data_dir);
+        snprintf(image, sizeof image, "%s/btrfs.img", d->data_dir);
+        if (mkdir(d->state_dir, 0711) < 0 && errno != EEXIST)
+                return sbx_err_set(err, -errno, "cannot create '%s': %m", d->state_dir);
+        r = btrfs_image_mount(image, d->cfg.storage_size, d->state_dir, err);
+        if (r < 0)
+                return r;
+        if (chmod(d->state_dir, 0711) < 0)
+                return sbx_err_set(err, -errno, "cannot chmod '%s': %m", d->state_dir);
+        return 0;
 }
 
 static int load_api_key(struct daemon *d, struct sbx_err *err)
@@ -236,6 +267,8 @@ static int run(struct daemon *d, struct sbx_err *err)
                 .instance = d->instance,
                 .pool_size = d->cfg.pool_size,
                 .stream_log = d->cfg.stream_log,
+                .state_dir = d->state_dir,
+                .btrfs = d->cfg.storage_btrfs,
         };
         r = manager_new(d->loop, &d->store, d->templates, &mc, &d->manager, err);
         if (r < 0)
@@ -328,6 +361,11 @@ int main(int argc, char **argv)
         log_set_level(d.cfg.log_level);
         if (geteuid() != 0) {
                 fprintf(stderr, "sbxd: must run as root (it creates namespaces, cgroups and mounts)\n");
+                return 1;
+        }
+        /* btrfs storage is mounted where everyone (the next sbxd too) sees it */
+        if (prepare_data_dir(&d, &err) < 0 || prepare_storage(&d, &err) < 0) {
+                fprintf(stderr, "sbxd: %s\n", err.msg);
                 return 1;
         }
         /* A private mount namespace, before any thread exists: the template layers sbxd stages

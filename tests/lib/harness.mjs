@@ -1044,6 +1044,12 @@ export class Fixture {
                                 problems.push(e.message);
                         }
                 }
+                // --storage btrfs mounts an image on DATA/btrfs in the host's namespace, for every sbxd
+                // to come: with all sandboxes gone it is the fixture's to unmount
+                if (this.dataDir && mountsMentioning(path.join(this.dataDir, 'btrfs')).length) {
+                        const u = spawnSync('umount', [path.join(this.dataDir, 'btrfs')], { encoding: 'utf8' });
+                        if (u.status !== 0) problems.push(`cannot unmount ${this.dataDir}/btrfs: ${u.stderr}`);
+                }
                 const hostMounts = this.dataDir ? mountsMentioning(this.dataDir) : [];
                 if (hostMounts.length) problems.push(`mounts mentioning the data dir remain after sbxd exited:\n  ${hostMounts.join('\n  ')}`);
                 const procs = findProcsInSandboxCgroups(all).filter((p) => p.state !== 'Z');
