@@ -246,5 +246,9 @@ try {
 } finally {
         for (const id of created) await req('DELETE', `/v1/sandboxes/${id}`).catch(() => {});
         agent.destroy();
+        const exited = new Promise((r) => sbxd.proc.once('exit', r));
         sbxd.proc.kill('SIGTERM');
+        await exited;
+        // --storage btrfs left its image mounted for the next sbxd: nothing is left on it now
+        if (storage === 'btrfs') spawnSync('umount', [path.join(sbxd.work, 'data', 'btrfs')]);
 }

@@ -355,8 +355,20 @@ static void snap_work(uv_work_t *w)
         struct snap_job *j = w->data;
         struct sandbox *sb = j->op->sb;
         const struct cgroup_root *cg = &j->m->cg;
-        uint64_t t0 = now_usec(), deadline = t0 + FREEZE_WAIT_US;
+        uint64_t t0, deadline;
 
+        /* write back what the sandbox wrote before it is frozen, not while: a btrfs snapshot
+         * commits a transaction, which flushes every dirty page first */
+        if (j->m->btrfs && j->freeze) {
+                int fd = open(j->upper, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+                if (fd >= 0) {
+                        (void)syncfs(fd);
+                        safe_close(fd);
+                }
+        }
+        t0 = now_usec();
+        deadline = t0 + FREEZE_WAIT_US;
         if (j->freeze) {
                 j->r = cgroup_freeze(cg, sb->rec.id, true);
                 while (j->r >= 0 && cgroup_frozen(cg, sb->rec.id) == 0 && now_usec() < deadline)
