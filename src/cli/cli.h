@@ -198,6 +198,16 @@ int cmd_image(struct cli *cli, int argc, char **argv, struct cli_err *err);    /
 int cmd_layer(struct cli *cli, int argc, char **argv, struct cli_err *err);    /* cmd-template.c */
 int cmd_rm(struct cli *cli, int argc, char **argv, struct cli_err *err);
 int cmd_stop(struct cli *cli, int argc, char **argv, struct cli_err *err);
+/* cmd-lifecycle.c */
+int cmd_pause(struct cli *cli, int argc, char **argv, struct cli_err *err);
+int cmd_resume(struct cli *cli, int argc, char **argv, struct cli_err *err);
+int cmd_hibernate(struct cli *cli, int argc, char **argv, struct cli_err *err);
+int cmd_wake(struct cli *cli, int argc, char **argv, struct cli_err *err);
+int cmd_timeout(struct cli *cli, int argc, char **argv, struct cli_err *err);
+int cmd_events(struct cli *cli, int argc, char **argv, struct cli_err *err);
+int cmd_snapshot(struct cli *cli, int argc, char **argv, struct cli_err *err);
+int cmd_fork(struct cli *cli, int argc, char **argv, struct cli_err *err);
+int cmd_checkpoint(struct cli *cli, int argc, char **argv, struct cli_err *err);
 int cmd_start(struct cli *cli, int argc, char **argv, struct cli_err *err);
 int cmd_exec(struct cli *cli, int argc, char **argv, struct cli_err *err); /* cmd-exec.c */
 int cmd_cp(struct cli *cli, int argc, char **argv, struct cli_err *err);   /* cmd-files.c */

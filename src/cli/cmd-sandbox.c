@@ -23,6 +23,7 @@ enum {
         OPT_LIFETIME,
         OPT_IDLE,
         OPT_WORKDIR,
+        OPT_SNAPSHOT,
         OPT_STATE,
         OPT_LIMIT,
 };
@@ -74,6 +75,7 @@ int cmd_create(struct cli *cli, int argc, char **argv, struct cli_err *err)
                 { "lifetime", required_argument, NULL, OPT_LIFETIME },
                 { "idle", required_argument, NULL, OPT_IDLE },
                 { "workdir", required_argument, NULL, OPT_WORKDIR },
+                { "snapshot", required_argument, NULL, OPT_SNAPSHOT },
                 {},
         };
         _cleanup_json_ json_t *body = json_object(), *reply = NULL;
@@ -94,6 +96,9 @@ int cmd_create(struct cli *cli, int argc, char **argv, struct cli_err *err)
                         break;
                 case OPT_WORKDIR:
                         r = set_new(body, "workdir", json_string(optarg), err);
+                        break;
+                case OPT_SNAPSHOT:
+                        r = set_new(body, "snapshot", json_string(optarg), err);
                         break;
                 case OPT_ENV:
                         r = cli_parse_kv("env", optarg, object_child(body, "env"), err);

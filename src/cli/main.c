@@ -36,7 +36,7 @@ static const struct verb verbs[] = {
         { "create", cmd_create, "create a sandbox and print its id",
           "usage: sbx create [--template T] [--name N] [--env K=V]... [--metadata K=V]...\n"
           "                  [--cpu X] [--memory MIB] [--pids N] [--lifetime S] [--idle S]\n"
-          "                  [--workdir DIR]\n"
+          "                  [--workdir DIR] [--snapshot REF]\n"
           "\n"
           "Create a sandbox, wait until it can run commands, and print its id\n"
           "(with --json, the whole sandbox object).\n"
@@ -51,7 +51,8 @@ static const struct verb verbs[] = {
           "      --memory MIB   memory limit in MiB\n"
           "      --pids N       maximum number of processes\n"
           "      --lifetime S   delete the sandbox S seconds after creation\n"
-          "      --idle S       stop the sandbox after S seconds without activity\n" },
+          "      --idle S       stop the sandbox after S seconds without activity\n"
+          "      --snapshot REF boot from a snapshot or checkpoint (id or tag) instead of a template\n" },
         { "ls", cmd_ls_any, "list sandboxes, or the files in a sandbox",
           "usage: sbx ls [--state S] [--metadata K=V]... [--limit N]\n"
           "       sbx ls [-l] [-R] SANDBOX:PATH\n"
@@ -165,6 +166,54 @@ static const struct verb verbs[] = {
           "usage: sbx start ID...\n"
           "\n"
           "Start stopped sandboxes again. Prints each id (with --json, each sandbox object).\n" },
+        { "pause", cmd_pause, "freeze sandboxes (their streams stay open)",
+          "usage: sbx pause ID...\n"
+          "\n"
+          "Freeze every process of each sandbox: no CPU, memory kept, attached streams stay\n"
+          "open. Prints each id and its state. Requests that need it running answer 409\n"
+          "sandbox_paused until 'sbx resume' (or a request with autoResume).\n" },
+        { "resume", cmd_resume, "thaw paused sandboxes",
+          "usage: sbx resume ID...\n" },
+        { "hibernate", cmd_hibernate, "checkpoint sandboxes to disk and free their memory",
+          "usage: sbx hibernate ID...\n"
+          "\n"
+          "Without CRIU >= 4.1 on the host only the files are kept (the processes end); sbx\n"
+          "says so: \"memory not kept\". 'sbx wake' brings them back.\n" },
+        { "wake", cmd_wake, "bring hibernated sandboxes back",
+          "usage: sbx wake ID...\n" },
+        { "timeout", cmd_timeout, "change a sandbox's timers",
+          "usage: sbx timeout ID [SECONDS] [--idle S|none] [--paused S|none] [--execution S|none]\n"
+          "\n"
+          "SECONDS: delete the sandbox after that many more seconds of running time. The\n"
+          "options change the idle, paused and default command timeouts ('none' removes one).\n"
+          "Prints when it expires and when a timer would delete it.\n" },
+        { "events", cmd_events, "list a sandbox's events, or follow every event",
+          "usage: sbx events ID [--limit N] [--desc]\n"
+          "       sbx events [ID] -f\n"
+          "\n"
+          "One line per event: time, type, sandbox, reason or data. -f/--follow prints events\n"
+          "as they happen (of ID, or all), reconnecting where it left off.\n" },
+        { "snapshot", cmd_snapshot, "snapshots: create, list, tag, lineage, patches",
+          "usage: sbx snapshot create ID [--name N] [--tag T]... [--description D]\n"
+          "       sbx snapshot ls [--sandbox ID] [--tag T] [--kind snapshot|checkpoint|fork]\n"
+          "       sbx snapshot inspect|lineage REF\n"
+          "       sbx snapshot rm REF...\n"
+          "       sbx snapshot tag|untag REF TAG\n"
+          "       sbx snapshot patch add REF (--file PATH | --script TEXT) [--name N]\n"
+          "       sbx snapshot patch ls REF\n"
+          "       sbx snapshot patch rm REF PATCH_ID\n"
+          "\n"
+          "REF is a snapshot id or tag. 'sbx create --snapshot REF' boots from one.\n" },
+        { "fork", cmd_fork, "copy a running sandbox into new ones",
+          "usage: sbx fork ID [-n COUNT] [--name N]\n"
+          "\n"
+          "COUNT (default 1) sandboxes with ID's files and settings; ID keeps running. Prints\n"
+          "the new ids.\n" },
+        { "checkpoint", cmd_checkpoint, "named checkpoints of a sandbox, restored in place",
+          "usage: sbx checkpoint create ID NAME [--description D]\n"
+          "       sbx checkpoint ls ID\n"
+          "       sbx checkpoint rm ID NAME\n"
+          "       sbx checkpoint restore ID NAME\n" },
         { "rm", cmd_rm, "delete sandboxes",
           "usage: sbx rm ID...\n"
           "\n"

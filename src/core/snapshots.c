@@ -769,6 +769,17 @@ int manager_snapshot_delete(struct manager *m, const char *ref, struct sbx_err *
 
 void snapshots__sandbox_gone(struct manager *m, struct sandbox *sb)
 {
+        /* its checkpoints go with it, unless sandboxes were made from them */
+        for (struct snapshot *s = m->snapshots, *next; s; s = next) {
+                unsigned sandboxes, children;
+
+                next = s->next;
+                if (strcmp(s->kind, "checkpoint") != 0 || strcmp(s->sandbox_id, sb->rec.id) != 0)
+                        continue;
+                snapshot_users(m, s, &sandboxes, &children);
+                if (sandboxes == 0 && children == 0)
+                        (void)snapshot_remove(m, s, NULL);
+        }
         /* a fork's base goes with the last sandbox standing on it */
         for (size_t k = 0; k < sb->n_chain; k++) {
                 struct snapshot *s = find_id(m, sb->chain[k]);
