@@ -247,6 +247,10 @@ void manager__slot_set(struct manager *m, uint32_t slot, bool used);
 struct op *op_new(struct sandbox *sb, enum op_kind kind, manager_done_fn done, void *data);
 void manager__work_launch(uv_work_t *w);
 void manager__after_launch(uv_work_t *w, int status);
+/* Launch a stopped or hibernated sandbox again (start, wake): state `during` until it runs; the
+ * state it had comes back if the launch cannot even be queued. */
+int manager__relaunch(struct sandbox *sb, enum op_kind kind, enum sandbox_state during, manager_done_fn done,
+                      void *data, struct sbx_err *err);
 /* New sandbox object from a record (copied); inserted into the table. */
 int manager__adopt_record(struct manager *m, const struct sandbox_record *rec, struct sandbox **ret,
                           struct sbx_err *err);

@@ -1139,10 +1139,8 @@ int manager_stop(struct manager *m, const char *id, manager_done_fn done, void *
 
 int manager_start(struct manager *m, const char *id, manager_done_fn done, void *data, struct sbx_err *err)
 {
-        struct template_info tmpl;
         struct sandbox *sb = NULL;
         struct op *op;
-        int r;
 
         sb = manager__lookup(m, id, err);
         if (!sb)
@@ -1162,27 +1160,40 @@ int manager_start(struct manager *m, const char *id, manager_done_fn done, void 
                 return manager_resume(m, id, done, data, err);
         if (sb->rec.state != SANDBOX_STOPPED)
                 return manager__busy_error(sb, err);
+        return manager__relaunch(sb, OP_START, SANDBOX_STARTING, done, data, err);
+}
+
+int manager__relaunch(struct sandbox *sb, enum op_kind kind, enum sandbox_state during, manager_done_fn done,
+                      void *data, struct sbx_err *err)
+{
+        struct manager *m = sb->m;
+        enum sandbox_state back = sb->rec.state;
+        struct template_info tmpl;
+        struct op *op;
+        int r;
+
         r = files__before_start(sb, err);
         if (r < 0)
                 return r;
         r = manager__launch_template(m, sb, &tmpl, err);
         if (r < 0)
                 return r;
-        op = op_new(sb, OP_START, done, data);
+        op = op_new(sb, kind, done, data);
         if (!op)
                 return -ENOMEM;
         op->tmpl = tmpl;
-        sandbox__set_state(sb, SANDBOX_STARTING, NULL);
+        sandbox__stop_timers(sb);
+        sandbox__set_state(sb, during, NULL);
         r = uv_queue_work(m->loop, &op->work, manager__work_launch, manager__after_launch);
-        if (r == 0)
-                m->pending_launches++;
         if (r < 0) {
-                sandbox__set_state(sb, SANDBOX_STOPPED, NULL);
+                sandbox__set_state(sb, back, NULL);
+                sandbox__start_timers(sb);
                 sb->op = NULL;
                 sandbox_unref(sb);
                 free(op);
-                return sbx_err_set(err, -EIO, "cannot queue the start: %s", uv_strerror(r));
+                return sbx_err_set(err, -EIO, "cannot queue the launch: %s", uv_strerror(r));
         }
+        m->pending_launches++;
         return 0;
 }
 
