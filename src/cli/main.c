@@ -177,7 +177,7 @@ static const struct verb verbs[] = {
         { "hibernate", cmd_hibernate, "checkpoint sandboxes to disk and free their memory",
           "usage: sbx hibernate ID...\n"
           "\n"
-          "Without CRIU >= 4.1 on the host only the files are kept (the processes end); sbx\n"
+          "sbx does not checkpoint processes yet: only the files are kept (the processes end); sbx\n"
           "says so: \"memory not kept\". 'sbx wake' brings them back.\n" },
         { "wake", cmd_wake, "bring hibernated sandboxes back",
           "usage: sbx wake ID...\n" },

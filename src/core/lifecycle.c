@@ -173,6 +173,8 @@ static void on_idle(uv_timer_t *t)
 
 int manager__not_running_error(struct sandbox *sb, struct sbx_err *err)
 {
+        if (sb->op && sb->rec.state == SANDBOX_RUNNING)
+                return manager__busy_error(sb, err); /* a snapshot, say: for a moment */
         if (sb->rec.state == SANDBOX_PAUSED)
                 return sbx_err_setr(err, -SBX_E_CONFLICT, "sandbox_paused",
                                     "sandbox '%s' is paused: resume it (POST /v1/sandboxes/%s/resume) or send "
@@ -426,7 +428,8 @@ int manager_hibernate(struct manager *m, const char *id, manager_done_fn done, v
         /* a paused sandbox's lifetime clock already stands still since paused_ms */
         if (sb->rec.state != SANDBOX_PAUSED)
                 sb->rec.paused_ms = now_realtime_ms();
-        snprintf(op->reason, sizeof op->reason, "hibernated without memory: no CRIU >= 4.1 on this host");
+        snprintf(op->reason, sizeof op->reason,
+                 "hibernated without memory: sbx does not checkpoint processes yet (CRIU); the files are kept");
         sandbox__set_state(sb, SANDBOX_HIBERNATING, NULL);
         manager__begin_stop(op);
         return 0;

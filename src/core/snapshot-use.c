@@ -378,8 +378,8 @@ int manager_fork(struct manager *m, const char *id, unsigned count, const char *
                                     "'name' must be [A-Za-z0-9._-] and must not start with '.' or '-'");
         if (memory)
                 return sbx_err_setr(err, -SBX_E_CONFLICT, "memory_unavailable",
-                                    "a fork with memory needs CRIU >= 4.1, which this host does not have; fork "
-                                    "without 'memory' to copy the filesystem only");
+                                    "a fork with memory (CRIU) is not supported yet; fork without 'memory' "
+                                    "to copy the filesystem only");
         if (m->n_live + count > m->max_sandboxes)
                 return sbx_err_setr(err, -SBX_E_LIMIT, "limit_exceeded", "at most %u sandboxes may exist at once",
                                     m->max_sandboxes);
