@@ -36,7 +36,7 @@ fi
 
 # Build and unit tests (CMakeLists.txt: libuv, libmicrohttpd, jansson, sqlite3, libseccomp,
 # libcurl, libcrypto, libarchive, wslay, cmocka), templates (mmdebstrap), the daemon's runtime (uidmap, iproute2,
-# zstd, btrfs-progs for --storage btrfs), then the peers and tools that bench/ compares against.
+# zstd, btrfs-progs for --storage btrfs; CRIU comes from scripts/build-criu.sh), then the peers and tools that bench/ compares against.
 packages=(
         build-essential cmake ninja-build pkg-config
         libuv1-dev libmicrohttpd-dev libjansson-dev libsqlite3-dev libseccomp-dev
@@ -92,10 +92,7 @@ if ((dry_run)); then
                 echo "would install: ${missing[*]}"
         fi
         ((npm_needed)) && echo "would run: npm ci (in tests/)"
-        exit 0
-fi
-
-if ((${#missing[@]} == 0 && npm_needed == 0)); then
+        "$repo/scripts/build-criu.sh" --dry-run
         exit 0
 fi
 
@@ -112,3 +109,7 @@ if ((npm_needed)); then
         mkdir -p "${stamp%/*}"
         sha256sum "$lock" | cut -d' ' -f1 >"$stamp"
 fi
+
+# CRIU >= 4.1 (hibernate with memory, docs/lifecycle.md): built from Debian trixie's source,
+# silent when present. Not fatal: without it hibernate keeps the files only, and says so.
+"$repo/scripts/build-criu.sh" || echo "setup: CRIU could not be built (see above); continuing without it" >&2
