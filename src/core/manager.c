@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -1294,6 +1296,31 @@ void manager_state_counts(struct manager *m, unsigned *counts)
 
 /* ---------- setup ---------- */
 
+/* sbx-init as a sealed memfd: sandboxes run a copy that lives as long as they do (nothing in
+ * them points at a host path, which a checkpoint could not carry), and replacing the file on the
+ * host changes no running sandbox. */
+static int init_exe_memfd(const char *path)
+{
+        _cleanup_close_ int in = open(path, O_RDONLY | O_CLOEXEC), fd = -EBADF;
+        struct stat st;
+        off_t off = 0;
+
+        if (in < 0 || fstat(in, &st) < 0)
+                return -errno;
+        fd = memfd_create("sbx-init", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        if (fd < 0)
+                return -errno;
+        while (off < st.st_size) {
+                ssize_t k = sendfile(fd, in, &off, (size_t)(st.st_size - off));
+
+                if (k <= 0)
+                        return k < 0 ? -errno : -EIO;
+        }
+        if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)
+                return -errno;
+        return TAKE_FD(fd);
+}
+
 int manager_new(uv_loop_t *loop, struct store *store, struct template_store *templates,
                 const struct manager_config *cfg, struct manager **ret, struct sbx_err *err)
 {
@@ -1331,8 +1358,9 @@ int manager_new(uv_loop_t *loop, struct store *store, struct template_store *tem
         m->slots = calloc(SBX_MAX_UID_SLOTS / 8 + 1, 1);
         if (!m->slots)
                 return -ENOMEM;
-        m->init_exe_fd = open(cfg->init_path, O_PATH | O_CLOEXEC);
+        m->init_exe_fd = init_exe_memfd(cfg->init_path);
         if (m->init_exe_fd < 0) {
+                errno = -m->init_exe_fd;
                 r = sbx_err_set(err, -errno, "cannot open sbx-init at '%s': %m", cfg->init_path);
                 free(m->slots);
                 return r;

@@ -620,6 +620,8 @@ static void setup(struct init_server *s)
         struct rlimit rl;
         int ready_fd;
 
+        /* sbxd runs us from a memfd, which would name us "memfd:sbx-init" in ps */
+        (void)prctl(PR_SET_NAME, "sbx-init", 0, 0, 0);
         /* s is in .bss, already zero: set only what is not, so the ~0.3 MiB request buffer is not
          * touched (and faulted in, about 0.3 ms) at start */
         s->epfd = s->listen_fd = s->sig_fd = s->reserve_fd = -EBADF;

@@ -60,26 +60,18 @@ static int write_id_maps(pid_t pid, uid_t base, struct sbx_err *err)
 static int userns_for_map(uid_t from, uid_t base, int *ret_fd, struct sbx_err *err)
 {
         struct clone_args ca = { .flags = CLONE_NEWUSER, .exit_signal = SIGCHLD };
-        _cleanup_close_ int rd = -EBADF, wr = -EBADF;
-        int p[2], r = 0, status;
+        int r = 0, status;
         char path[64];
         pid_t pid;
 
-        if (pipe2(p, O_CLOEXEC) < 0)
-                return sbx_err_set(err, -errno, "cannot make a pipe: %m");
-        rd = p[0];
-        wr = p[1];
         pid = (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
         if (pid < 0)
                 return sbx_err_set(err, -errno, "cannot clone into a new user namespace: %m");
         if (pid == 0) {
-                char c;
-
-                /* only async-signal-safe calls here: wait for the parent to be done, then go */
-                (void)close(wr);
-                while (read(rd, &c, 1) < 0 && errno == EINTR)
-                        ;
-                _exit(0);
+                /* only async-signal-safe calls here; the parent kills us when it has the fd (not
+                 * a pipe's EOF: other launches fork meanwhile and would hold its write end) */
+                for (;;)
+                        pause();
         }
         r = write_id_maps_from(pid, from, base, err);
         if (r >= 0) {
@@ -88,7 +80,7 @@ static int userns_for_map(uid_t from, uid_t base, int *ret_fd, struct sbx_err *e
                 if (*ret_fd < 0)
                         r = sbx_err_set(err, -errno, "cannot open '%s': %m", path);
         }
-        wr = safe_close(wr);
+        (void)kill(pid, SIGKILL);
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
                 ;
         return r;

@@ -217,7 +217,7 @@ test('restart: snapshots and the sandboxes on them survive; a snapshot cut short
         await api.sh(s.id, 'mkdir -p /root/many && for i in $(seq 1 3000); do echo $i > /root/many/$i; done');
         const s1 = (await api.request('POST', `/v1/sandboxes/${s.id}/snapshots`, {})).json;
         const c = await api.createOk({ snapshot: s1.id });
-        const ticker = await api.request('POST', `/v1/sandboxes/${s.id}/processes`, { cmd: 'while :; do date +%s%N > /root/clock; sleep 0.01; done' });
+        const ticker = await api.request('POST', `/v1/sandboxes/${s.id}/processes`, { cmd: 'i=0; while :; do i=$((i+1)); echo $i > /root/clock.new; mv /root/clock.new /root/clock; sleep 0.01; done' });
         assert.equal(ticker.status, 201);
         // kill sbxd while it copies
         const inflight = api.request('POST', `/v1/sandboxes/${s.id}/snapshots`, {}).catch((e) => e);
