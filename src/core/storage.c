@@ -23,43 +23,53 @@ const char *storage__name(const struct manager *m)
         return m->btrfs ? "btrfs" : "dir";
 }
 
+/* The directory holding path, opened; *ret_name = path's last component. */
+static int open_parent(const char *path, const char **ret_name)
+{
+        const char *slash = strrchr(path, '/');
+        char parent[PATH_MAX];
+        int fd;
+
+        if (!slash || slash == path || !slash[1] || (size_t)(slash - path) >= sizeof parent)
+                return -EINVAL;
+        memcpy(parent, path, (size_t)(slash - path));
+        parent[slash - path] = '\0';
+        fd = open(parent, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        *ret_name = slash + 1;
+        return fd;
+}
+
 int storage__prepare(struct manager *m, const char *dir, uid_t uid, struct sbx_err *err)
 {
         _cleanup_close_ int fd = -EBADF;
-        char parent[PATH_MAX];
-        const char *name = strrchr(dir, '/');
+        const char *name;
         int r;
 
         /* the whole sandbox dir is one subvolume: overlay renames between work/ and upper/, which
          * must be on one subvolume (across two: EXDEV) */
-        if (m->btrfs && name && (size_t)(name - dir) < sizeof parent) {
-                memcpy(parent, dir, (size_t)(name - dir));
-                parent[name - dir] = '\0';
-                fd = open(parent, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (m->btrfs) {
+                fd = open_parent(dir, &name);
                 if (fd < 0)
-                        return sbx_err_set(err, -errno, "cannot open '%s': %m", parent);
-                r = btrfs_subvol_create(fd, name + 1, err);
+                        return sbx_err_set(err, fd, "cannot open the parent of '%s': %s", dir, strerror(-fd));
+                r = btrfs_subvol_create(fd, name, err);
                 if (r < 0 && r != -EEXIST)
                         return r;
         }
         return sandbox_dirs_prepare(dir, uid, err);
 }
 
-/* Delete the subvolume parent/name (if it is one): quick, whatever it holds. */
+/* Delete the subvolume at path (if it is one): quick, whatever it holds. */
 static int delete_subvol(const char *path)
 {
         _cleanup_close_ int fd = -EBADF;
-        char parent[PATH_MAX];
-        const char *name = strrchr(path, '/');
+        const char *name;
 
-        if (!name || (size_t)(name - path) >= sizeof parent)
-                return -EINVAL;
-        memcpy(parent, path, (size_t)(name - path));
-        parent[name - path] = '\0';
-        fd = open(parent, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        fd = open_parent(path, &name);
         if (fd < 0)
-                return -errno;
-        return btrfs_subvol_delete(fd, name + 1, NULL);
+                return fd;
+        return btrfs_subvol_delete(fd, name, NULL);
 }
 
 void storage__remove_dir(struct manager *m, const char *dir)
@@ -122,14 +132,9 @@ int storage__restore(struct manager *m, const char *snapshot_dir, const char *di
         char src[PATH_MAX + 16], next[PATH_MAX + 16], old[PATH_MAX + 16], upper[PATH_MAX + 16];
         _cleanup_close_ int sfd = -EBADF, pfd = -EBADF, nfd = -EBADF, dfd = -EBADF;
         struct tree_copy_opts o = { .id_from = from, .id_to = to, .keep_foreign = true };
-        char parent[PATH_MAX];
-        const char *name = strrchr(dir, '/');
+        const char *name;
         int r;
 
-        if (!name || (size_t)(name - dir) >= sizeof parent)
-                return sbx_err_set(err, -EINVAL, "bad sandbox dir '%s'", dir);
-        memcpy(parent, dir, (size_t)(name - dir));
-        parent[name - dir] = '\0';
         if (m->btrfs) {
                 /* a writable snapshot of the checkpoint becomes the sandbox's subvolume */
                 snprintf(src, sizeof src, "%s/root", snapshot_dir);
@@ -137,10 +142,12 @@ int storage__restore(struct manager *m, const char *snapshot_dir, const char *di
                 snprintf(old, sizeof old, "%s.old", dir);
                 (void)delete_subvol(next);
                 sfd = open(src, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                pfd = open(parent, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                if (sfd < 0 || pfd < 0)
+                if (sfd < 0)
                         return sbx_err_set(err, -errno, "cannot open the checkpoint's files: %m");
-                r = btrfs_subvol_snapshot(sfd, pfd, strrchr(next, '/') + 1, false, err);
+                pfd = open_parent(next, &name);
+                if (pfd < 0)
+                        return sbx_err_set(err, pfd, "cannot open the parent of '%s': %s", next, strerror(-pfd));
+                r = btrfs_subvol_snapshot(sfd, pfd, name, false, err);
                 if (r >= 0 && from != to) {
                         nfd = open(next, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                         r = nfd < 0 ? sbx_err_set(err, -errno, "cannot open '%s': %m", next)
