@@ -108,6 +108,10 @@ int manager_snapshot_patch_delete(struct manager *m, const char *ref, const char
  * {parentId, snapshotId, sandboxes: [...], errors: [...], durationMs, frozenMs}. */
 int manager_fork(struct manager *m, const char *id, unsigned count, const char *name, bool memory,
                  manager_done_fn done, void *data, struct sbx_err *err);
+/* The snapshot id of checkpoint name of sandbox_id (also of a deleted sandbox's that stayed).
+ * 404 sandbox_not_found / checkpoint_not_found. */
+int manager_checkpoint_id(struct manager *m, const char *sandbox_id, const char *name, char *buf, size_t size,
+                          struct sbx_err *err);
 /* Put the sandbox's files back as they were at checkpoint name (its processes restart if it ran). */
 int manager_checkpoint_restore(struct manager *m, const char *id, const char *name, manager_done_fn done, void *data,
                                struct sbx_err *err);

@@ -330,6 +330,7 @@ static json_t *snapshot_json(struct manager *m, const struct snapshot *s)
 /* ---------- taking a snapshot ---------- */
 
 static void tags_claim(struct manager *m, struct snapshot *s, json_t *tags);
+static int snapshot_save(struct manager *m, struct snapshot *s, struct sbx_err *err);
 
 struct snap_job {
         uv_work_t work;
@@ -621,19 +622,24 @@ int manager_snapshot_create(struct manager *m, const char *id, const struct snap
 /* A tag names one snapshot: giving it to s takes it from any other (saved when they are). */
 static void tags_claim(struct manager *m, struct snapshot *s, json_t *tags)
 {
-        json_t *v;
-        size_t i;
+        for (struct snapshot *t = m->snapshots; t; t = t->next) {
+                json_t *tt = json_object_get(t->data, "tags"), *v;
+                bool changed = false;
+                size_t i;
 
-        json_array_foreach (tags, i, v)
-                for (struct snapshot *t = m->snapshots; t; t = t->next) {
-                        json_t *tt = json_object_get(t->data, "tags");
-
-                        if (t == s)
-                                continue;
+                if (t == s)
+                        continue;
+                json_array_foreach (tags, i, v)
                         for (size_t k = json_array_size(tt); k-- > 0;)
-                                if (!strcmp(json_string_value(json_array_get(tt, k)) ?: "", json_string_value(v)))
+                                if (!strcmp(json_string_value(json_array_get(tt, k)) ?: "", json_string_value(v))) {
                                         (void)json_array_remove(tt, k);
-                }
+                                        changed = true;
+                                }
+                /* best effort: a failed write leaves the tag on both in the store, and the
+                 * newer one wins the lookup after a restart only by order */
+                if (changed)
+                        (void)snapshot_save(m, t, NULL);
+        }
 }
 
 static int snapshot_save(struct manager *m, struct snapshot *s, struct sbx_err *err)
@@ -836,12 +842,9 @@ int manager_snapshot_tag(struct manager *m, const char *ref, const char *tag, bo
                 }
         }
         json_decref(one);
-        /* other snapshots that lost the tag are saved too */
-        for (struct snapshot *t = m->snapshots; t; t = t->next) {
-                r = snapshot_save(m, t, err);
-                if (r < 0)
-                        return r;
-        }
+        r = snapshot_save(m, s, err);
+        if (r < 0)
+                return r;
         *ret = snapshot_json(m, s);
         return *ret ? 0 : -ENOMEM;
 }
@@ -987,4 +990,13 @@ uint32_t snapshots__id_base(struct manager *m, const char *id)
         struct snapshot *s = find_id(m, id);
 
         return s ? s->id_base : 0;
+}
+
+int manager_checkpoint_id(struct manager *m, const char *sandbox_id, const char *name, char *buf, size_t size,
+                          struct sbx_err *err)
+{
+        if (!manager_sandbox_known(m, sandbox_id))
+                return sbx_err_setr(err, -SBX_E_NOT_FOUND, "sandbox_not_found", "sandbox '%.64s' not found",
+                                    sandbox_id);
+        return snapshots__checkpoint_id(m, sandbox_id, name, buf, size, err);
 }

@@ -194,6 +194,10 @@ test('tags move, bad input is refused with the field named', { timeout: 60_000 }
         const b = (await api.request('POST', `/v1/sandboxes/${s.id}/snapshots`, { tags: ['moving', 'other'] })).json;
         assert.deepEqual(b.tags, ['moving', 'other']);
         assert.deepEqual((await api.request('GET', `/v1/snapshots/${a.id}`)).json.tags, []);
+        // the move is stored, not only in memory
+        await fx.daemon.kill9();
+        await fx.restart();
+        assert.deepEqual((await api.request('GET', `/v1/snapshots/${a.id}`)).json.tags, []);
         assert.equal((await api.request('GET', '/v1/snapshots/moving')).json.id, b.id);
         const tg = await api.request('POST', `/v1/snapshots/${a.id}/tags`, { tag: 'moving' });
         assert.equal(tg.status, 200, describe(tg));

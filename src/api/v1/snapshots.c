@@ -291,28 +291,14 @@ void v1_checkpoint_list(struct http_request *req)
 /* The snapshot id of checkpoint {name} of sandbox {id}; false: replied. */
 static bool checkpoint_id(struct http_request *req, char *buf, size_t size)
 {
-        struct snapshot_filter f = { .sandbox_id = http_request_param(req, 0), .kind = "checkpoint" };
-        const char *name = http_request_param(req, 1);
         struct sbx_err err = { 0 };
-        json_t *out = NULL, *v;
-        size_t i;
 
-        if (!sandbox_exists(req))
-                return false;
-        if (manager_snapshot_list(api_ctx(req)->manager, &f, &out, &err) < 0) {
-                reply_err(req, -ENOMEM, &err);
+        if (manager_checkpoint_id(api_ctx(req)->manager, http_request_param(req, 0), http_request_param(req, 1), buf,
+                                  size, &err) < 0) {
+                http_reply_error(req, &err);
                 return false;
         }
-        json_array_foreach (json_object_get(out, "snapshots"), i, v)
-                if (!strcmp(json_string_value(json_object_get(v, "name")) ?: "", name)) {
-                        snprintf(buf, size, "%s", json_string_value(json_object_get(v, "id")));
-                        json_decref(out);
-                        return true;
-                }
-        json_decref(out);
-        http_reply_errorf(req, -SBX_E_NOT_FOUND, "checkpoint_not_found", "sandbox '%s' has no checkpoint '%.128s'",
-                          http_request_param(req, 0), name);
-        return false;
+        return true;
 }
 
 void v1_checkpoint_get(struct http_request *req)
